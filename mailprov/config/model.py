@@ -1,0 +1,419 @@
+"""The site model: one validated, immutable description of a mail site.
+
+Every model is frozen and refuses unknown keys. Field names follow the guide and postconf(5) where an
+admin would look them up. Cross-field rules (open relay, aliases to nobody, SASL without TLS …) live in
+`Site`'s validators so that a bad site never reaches a host.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal, Self
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from mailprov.config.restrictions import Restriction, parse_restriction
+from mailprov.config.types import (
+    _email,
+    AbsPath,
+    Address,
+    Cidr,
+    Destination,
+    ConfigValue,
+    CryptHash,
+    Fqdn,
+    Gecos,
+    Hostname,
+    LocalPart,
+    Login,
+    ParamName,
+    Text,
+)
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=False)
+
+
+# --- secrets -------------------------------------------------------------------------------------------
+
+
+class SecretRef(Model):
+    """Where a secret lives: an environment variable or a file on the admin's machine. Never inline."""
+
+    env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
+    file: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give exactly one of `env: VARIABLE` or `file: PATH`")
+        return self
+
+    def describe(self) -> str:
+        return f"environment variable {self.env}" if self.env else f"file {self.file}"
+
+
+# --- hosts ---------------------------------------------------------------------------------------------
+
+
+class SshSettings(Model):
+    address: Address | None = None  # default: the host name (or ~/.ssh/config's HostName)
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    user: Login | None = None
+    identity_file: str | None = None
+    known_hosts: str | None = None
+    become: bool = False  # run as root through sudo
+    sudo_password: SecretRef | None = None
+
+
+class Host(Model):
+    name: Fqdn  # becomes myhostname
+    ssh: SshSettings = SshSettings()
+
+
+# --- users and aliases ---------------------------------------------------------------------------------
+
+
+class User(Model):
+    login: Login
+    full_name: Gecos = ""
+    password_hash: CryptHash | None = None
+    password: SecretRef | None = None  # a plain password kept outside the site file; hashed by mailprov
+    uid: Annotated[int, Field(ge=500, le=60000)] | None = None
+    aliases: tuple[LocalPart, ...] = ()
+
+    @model_validator(mode="after")
+    def _password_source(self) -> Self:
+        if self.password_hash is not None and self.password is not None:
+            raise ValueError("give either password_hash or password (a secret reference), not both")
+        return self
+
+
+AliasTarget = Annotated[str, BeforeValidator(lambda v: v.lower() if isinstance(v, str) else v)]
+
+
+class Mailbox(StrEnum):
+    MAILDIR = "maildir"
+    MBOX = "mbox"
+
+
+# --- restrictions --------------------------------------------------------------------------------------
+
+RestrictionList = tuple[Annotated[Restriction, BeforeValidator(parse_restriction)], ...]
+
+
+class Restrictions(Model):
+    delay_reject: bool = True
+    helo_required: bool = True
+    client: RestrictionList = ()
+    helo: RestrictionList = ()
+    sender: RestrictionList = ()
+    relay: RestrictionList | None = None  # None: derived (Postfix 2.10+) from mynetworks/SASL
+    recipient: RestrictionList = ()
+    data: RestrictionList = ()
+
+
+class AccessAction(StrEnum):
+    OK = "OK"
+    REJECT = "REJECT"
+    DUNNO = "DUNNO"
+    DISCARD = "DISCARD"
+    HOLD = "HOLD"
+
+
+class SenderAccessEntry(Model):
+    pattern: Annotated[str, Field(pattern=r"^([a-z0-9][a-z0-9._+-]*@([a-z0-9-]+(\.[a-z0-9-]+)*)?|[a-z0-9-]+(\.[a-z0-9-]+)+)$")]
+    action: AccessAction | Annotated[str, Field(pattern=r"^[45]\d\d$")]
+    text: Text = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lowercase_pattern(cls, data: object) -> object:
+        if isinstance(data, dict) and isinstance(data.get("pattern"), str):
+            return {**data, "pattern": data["pattern"].lower()}
+        return data
+
+    def line(self) -> str:
+        return " ".join(part for part in (self.pattern, str(self.action), self.text) if part)
+
+
+class Greylisting(Model):
+    enabled: bool = False
+    delay: Annotated[int, Field(ge=1, le=3600)] = 300
+
+
+# --- SASL and TLS --------------------------------------------------------------------------------------
+
+
+class Sasl(Model):
+    enabled: bool = False
+    mechanisms: tuple[Literal["plain", "login"], ...] = ("plain", "login")
+    broken_clients: bool = False  # broken_sasl_auth_clients: only for Outlook Express 4 / Exchange 5
+
+
+class GeneratedCert(Model):
+    days: Annotated[int, Field(ge=1, le=3650)] = 365
+    renew_before_days: Annotated[int, Field(ge=0, le=365)] = 30
+    subject: Annotated[str, Field(pattern=r"^(/[A-Za-z]+=[A-Za-z0-9 .,@_'-]+)+$")] | None = None
+    key_bits: Literal[2048, 3072, 4096] = 2048
+
+
+class CertFiles(Model):
+    """Certificate, key and optional CA chain on the admin's machine, pushed to the host."""
+
+    cert: str
+    key: str
+    ca: str | None = None
+
+
+class Tls(Model):
+    enabled: bool = True
+    generate: GeneratedCert | None = GeneratedCert()
+    files: CertFiles | None = None
+    cert_path: AbsPath | None = None  # where the host keeps them; default per OS family
+    key_path: AbsPath | None = None
+    security_level: Literal["none", "may", "encrypt"] = "may"
+    auth_only: bool = True
+    loglevel: Annotated[int, Field(ge=0, le=4)] = 1
+    session_cache: bool = True
+    session_cache_timeout: Annotated[int, Field(ge=0, le=86400)] = 3600
+    min_protocol: Literal["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"] = "TLSv1.2"
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        if self.files is not None and "generate" not in self.model_fields_set:
+            return self.model_copy(update={"generate": None})
+        if self.files is not None and self.generate is not None:
+            raise ValueError("give either `generate` or `files`, not both")
+        return self
+
+
+# --- Dovecot and services ------------------------------------------------------------------------------
+
+
+class Dovecot(Model):
+    protocols: tuple[Literal["imap", "pop3"], ...] = ("imap", "pop3")
+    plaintext_ports: bool = True  # 143/110 with STARTTLS, besides 993/995
+    extra: dict[ParamName, ConfigValue] = {}
+
+
+class Postfix(Model):
+    inet_interfaces: Annotated[str, Field(pattern=r"^(all|loopback-only|localhost|[0-9a-fA-F.:]+)$")] = "all"
+    inet_protocols: Literal["all", "ipv4", "ipv6"] = "all"
+    submission: bool = False  # port 587 with TLS and SASL required
+    smtps: bool = False  # port 465, TLS on connect
+    maillog_file: AbsPath | None = None  # default: a file when the host has no syslog and Postfix >= 3.4
+    message_size_limit: Annotated[int, Field(ge=1024)] | None = None
+    extra: dict[ParamName, ConfigValue] = {}
+
+
+Service = Literal["ssh", "smtp", "submission", "smtps", "imap", "imaps", "pop3", "pop3s"]
+
+
+class Firewall(Model):
+    enabled: bool = True
+    open: tuple[Service, ...] = ("smtp", "imaps", "pop3s")
+    lan_only: tuple[Service, ...] = ("imap", "pop3")
+    ssh_from: tuple[Cidr, ...] = ()  # empty: SSH from anywhere (never closed by mailprov)
+
+
+# --- the site ------------------------------------------------------------------------------------------
+
+
+class Site(Model):
+    domain: Fqdn
+    hosts: tuple[Host, ...] = Field(min_length=1)
+    myorigin: Literal["$mydomain", "$myhostname"] = "$mydomain"
+    mydestination: tuple[Destination, ...] = ("$myhostname", "localhost.$mydomain", "localhost", "$mydomain")
+    mynetworks: tuple[Cidr, ...] = ("127.0.0.0/8",)
+    relay_domains: tuple[Hostname, ...] = ()
+    mailbox: Mailbox = Mailbox.MAILDIR
+    users: tuple[User, ...] = ()
+    aliases: dict[LocalPart, tuple[AliasTarget, ...]] = {}
+    restrictions: Restrictions = Restrictions()
+    sender_access: tuple[SenderAccessEntry, ...] = ()
+    greylisting: Greylisting = Greylisting()
+    sasl: Sasl = Sasl()
+    tls: Tls = Tls()
+    dovecot: Dovecot = Dovecot()
+    postfix: Postfix = Postfix()
+    firewall: Firewall = Firewall()
+
+    # -- cross-field rules; each raises ValueError naming the field, which the loader maps to a line --
+
+    @model_validator(mode="after")
+    def _check_site(self) -> Self:
+        self._check_hosts()
+        self._check_users_and_aliases()
+        self._check_networks()
+        self._check_restrictions()
+        self._check_tls_and_sasl()
+        self._check_firewall()
+        return self
+
+    def _check_hosts(self) -> None:
+        names = [h.name for h in self.hosts]
+        for name in names:
+            if names.count(name) > 1:
+                raise SiteRuleError("hosts", f"host {name} is listed twice")
+
+    def _check_users_and_aliases(self) -> None:
+        logins: set[str] = set()
+        uids: set[int] = set()
+        for i, user in enumerate(self.users):
+            if user.login in logins:
+                raise SiteRuleError(f"users.{i}.login", f"user {user.login} is listed twice")
+            logins.add(user.login)
+            if user.uid is not None:
+                if user.uid in uids:
+                    raise SiteRuleError(f"users.{i}.uid", f"uid {user.uid} is used twice")
+                uids.add(user.uid)
+        names: dict[str, str] = {}
+        for i, user in enumerate(self.users):
+            for j, alias in enumerate(user.aliases):
+                where = f"users.{i}.aliases.{j}"
+                if alias in logins or alias in names:
+                    raise SiteRuleError(where, f"alias {alias} is defined twice (or is a user's login)")
+                names[alias] = where
+        for alias in self.aliases:
+            if alias in names:
+                raise SiteRuleError(f"aliases.{alias}", f"alias {alias} is also defined at {names[alias]}")
+            if alias in logins:
+                raise SiteRuleError(f"aliases.{alias}", f"alias {alias} would shadow the user {alias}")
+        known = logins | set(self.aliases) | set(names)
+        for alias, targets in self.aliases.items():
+            if not targets:
+                raise SiteRuleError(f"aliases.{alias}", "an alias needs at least one target")
+            for j, target in enumerate(targets):
+                where = f"aliases.{alias}.{j}"
+                if "@" in target:
+                    try:
+                        _email(target)
+                    except ValueError as exc:
+                        raise SiteRuleError(where, str(exc)) from None
+                elif target not in known:
+                    raise SiteRuleError(
+                        where, f"{target!r} is neither a site user nor an alias: mail to {alias} would bounce"
+                    )
+                if target == alias:
+                    raise SiteRuleError(where, f"alias {alias} points at itself")
+
+    def _check_networks(self) -> None:
+        for i, net in enumerate(self.mynetworks):
+            prefix = int(net.split("/")[1])
+            if (":" in net and prefix < 16) or (":" not in net and prefix < 8):
+                raise SiteRuleError(
+                    f"mynetworks.{i}", f"{net} trusts far too many clients: every one of them may relay mail"
+                )
+
+    def _check_restrictions(self) -> None:
+        r = self.restrictions
+        lists: dict[str, tuple[Restriction, ...]] = {
+            "client": r.client,
+            "helo": r.helo,
+            "sender": r.sender,
+            "relay": r.relay or (),
+            "recipient": r.recipient,
+            "data": r.data,
+        }
+        for list_name, items in lists.items():
+            for i, item in enumerate(items):
+                where = f"restrictions.{list_name}.{i}"
+                if item.name == "permit_sasl_authenticated" and not self.sasl.enabled:
+                    raise SiteRuleError(where, "permit_sasl_authenticated needs `sasl: {enabled: true}`")
+                if item.name == "check_policy_service" and item.argument == "postgrey":
+                    if not self.greylisting.enabled:
+                        raise SiteRuleError(where, "check_policy_service postgrey needs greylisting enabled")
+                if item.name == "check_sender_access" and not self.sender_access:
+                    raise SiteRuleError(where, "check_sender_access is used but sender_access is empty")
+                if item.name == "permit" and i != len(items) - 1:
+                    raise SiteRuleError(where, "`permit` ends a list; the restrictions after it never run")
+        if self.greylisting.enabled and not any(
+            x.name == "check_policy_service" and x.argument == "postgrey" for items in lists.values() for x in items
+        ):
+            raise SiteRuleError(
+                "greylisting.enabled",
+                "greylisting is enabled but no restriction list has `check_policy_service: postgrey`",
+            )
+        self._check_not_open_relay()
+
+    def _check_not_open_relay(self) -> None:
+        guard = {"reject_unauth_destination", "defer_unauth_destination"}
+        for list_name in ("relay", "recipient"):
+            items = getattr(self.restrictions, list_name) or ()
+            names = [x.name for x in items]
+            hit = next((i for i, n in enumerate(names) if n in guard), None)
+            if hit is None:
+                continue
+            for i, item in enumerate(items[:hit]):
+                if item.name in {"permit", "permit_auth_destination"} or (
+                    item.name == "check_sender_access"
+                    and any(e.action == AccessAction.OK for e in self.sender_access)
+                ):
+                    raise SiteRuleError(
+                        f"restrictions.{list_name}.{i}",
+                        f"{item.name} before reject_unauth_destination lets anyone relay "
+                        "(sender addresses are easily forged): move it after reject_unauth_destination",
+                    )
+            return
+        if self.restrictions.relay is None and not self.restrictions.recipient:
+            return  # nothing given: mailprov renders permit_mynetworks, [SASL,] reject_unauth_destination
+        raise SiteRuleError(
+            "restrictions.recipient",
+            "neither the relay nor the recipient restrictions contain reject_unauth_destination: "
+            "the server would be an open relay",
+        )
+
+    def _check_tls_and_sasl(self) -> None:
+        if self.sasl.enabled and not self.tls.enabled:
+            raise SiteRuleError("sasl.enabled", "SASL without TLS sends passwords in clear text: enable tls")
+        if (self.postfix.submission or self.postfix.smtps) and not (self.sasl.enabled and self.tls.enabled):
+            raise SiteRuleError("postfix.submission", "submission/smtps need both sasl and tls enabled")
+
+    def _check_firewall(self) -> None:
+        both = set(self.firewall.open) & set(self.firewall.lan_only)
+        if both:
+            raise SiteRuleError("firewall.lan_only", f"{', '.join(sorted(both))} listed as open and LAN-only")
+        if "ssh" in self.firewall.lan_only and not self.mynetworks:
+            raise SiteRuleError("firewall.lan_only", "ssh LAN-only with no mynetworks would lock you out")
+
+    # -- derived values ---------------------------------------------------------------------------------
+
+    def host(self, name: str) -> Host:
+        for h in self.hosts:
+            if h.name == name:
+                return h
+        raise KeyError(name)
+
+
+class SiteRuleError(ValueError):
+    """A cross-field rule failed; `loc` is the dotted path of the offending field."""
+
+    def __init__(self, loc: str, message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+        self.message = message
+
+
+__all__ = [
+    "AccessAction",
+    "AliasTarget",
+    "CertFiles",
+    "Dovecot",
+    "Firewall",
+    "GeneratedCert",
+    "Greylisting",
+    "Host",
+    "Mailbox",
+    "Postfix",
+    "Restrictions",
+    "Sasl",
+    "SecretRef",
+    "SenderAccessEntry",
+    "Site",
+    "SiteRuleError",
+    "SshSettings",
+    "Tls",
+    "User",
+]

@@ -1,0 +1,170 @@
+"""Constrained string types for the site model.
+
+Every value that reaches a config file or a command line passes one of these checks, so no value can
+inject a config line (newline, control characters, `#`, list-splitting whitespace) or a command.
+Each validator raises ValueError with a sentence the admin can act on.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+_LOGIN = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_LOCAL_PART = re.compile(r"^[a-z0-9][a-z0-9._+-]{0,63}$")
+_PARAM_NAME = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
+_ABS_PATH = re.compile(r"^/[A-Za-z0-9._+@/-]*$")
+
+
+def _no_control(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("must not contain newlines or control characters")
+    return value
+
+
+def _token(value: str) -> str:
+    """One word in a Postfix/Dovecot list: no whitespace, commas, `#` or quotes."""
+    _no_control(value)
+    if not value:
+        raise ValueError("must not be empty")
+    if re.search(r"[\s,#\"'`;|&$<>(){}\\]", value):
+        raise ValueError("must be a single word without spaces, commas, quotes, `#` or shell characters")
+    return value
+
+
+def _hostname(value: str) -> str:
+    _no_control(value)
+    if not _HOSTNAME.match(value):
+        raise ValueError(f"{value!r} is not a valid host name (letters, digits, hyphens and dots)")
+    return value.lower()
+
+
+def _fqdn(value: str) -> str:
+    value = _hostname(value)
+    if "." not in value:
+        raise ValueError(f"{value!r} must be a fully qualified name such as mail.example.com")
+    return value
+
+
+def _address(value: str) -> str:
+    """A host name or an IP address (SSH target)."""
+    _no_control(value)
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return _hostname(value)
+
+
+def _login(value: str) -> str:
+    _no_control(value)
+    if not _LOGIN.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid login: lower-case letters, digits, `_` and `-`, starting with a letter"
+        )
+    return value
+
+
+def _local_part(value: str) -> str:
+    _no_control(value)
+    if not _LOCAL_PART.match(value):
+        raise ValueError(f"{value!r} is not a valid local name: lower-case letters, digits, `.`, `_`, `+`, `-`")
+    return value
+
+
+def _email(value: str) -> str:
+    _no_control(value)
+    local, sep, domain = value.partition("@")
+    if not sep:
+        raise ValueError(f"{value!r} is not an e-mail address (local@domain)")
+    _local_part(local.lower())
+    _fqdn(domain)
+    return f"{local.lower()}@{domain.lower()}"
+
+
+def _cidr(value: str) -> str:
+    _no_control(value)
+    try:
+        return str(ipaddress.ip_network(value))
+    except ValueError:
+        pass
+    try:
+        loose = ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IPv4 or IPv6 network (e.g. 192.168.0.0/24)") from None
+    raise ValueError(f"{value!r} has host bits set; did you mean {loose}?")
+
+
+def _destination(value: str) -> str:
+    """An item of mydestination: a host name or one of Postfix's own $myhostname/$mydomain forms."""
+    _no_control(value)
+    if re.fullmatch(r"\$(myhostname|mydomain)|localhost\.\$mydomain", value):
+        return value
+    return _hostname(value)
+
+
+def _param_name(value: str) -> str:
+    if not _PARAM_NAME.match(value):
+        raise ValueError(f"{value!r} is not a valid parameter name (lower-case letters, digits and `_`)")
+    return value
+
+
+def _config_value(value: str) -> str:
+    """A value for one config line: one line, no comment character, no block syntax."""
+    _no_control(value)
+    if "#" in value:
+        raise ValueError("must not contain `#` (the config file would read it as a comment)")
+    if re.search(r"[{}]", value) or value.lstrip().startswith("!"):
+        raise ValueError("must not contain `{`, `}` or start with `!` (config block or include syntax)")
+    if value != value.strip():
+        raise ValueError("must not start or end with whitespace")
+    return value
+
+
+def _text(value: str) -> str:
+    """Free text such as a full name or a reject message: printable, one line."""
+    _no_control(value)
+    if value != value.strip():
+        raise ValueError("must not start or end with whitespace")
+    return value
+
+
+def _gecos(value: str) -> str:
+    _text(value)
+    if re.search(r"[:,=\\]", value):
+        raise ValueError("must not contain `:`, `,`, `=` or `\\` (they are field separators in /etc/passwd)")
+    return value
+
+
+def _abs_path(value: str) -> str:
+    _no_control(value)
+    if not _ABS_PATH.match(value) or "/../" in value or value.endswith("/.."):
+        raise ValueError(f"{value!r} must be an absolute path of letters, digits and `._+@/-`")
+    return value
+
+
+def _crypt_hash(value: str) -> str:
+    if not re.match(r"^\$6\$(rounds=\d+\$)?[./A-Za-z0-9]{1,16}\$[./A-Za-z0-9]{86}$", value):
+        raise ValueError("must be a SHA-512-crypt hash ($6$salt$…), e.g. from `openssl passwd -6`")
+    return value
+
+
+Destination = Annotated[str, AfterValidator(_destination)]
+Token = Annotated[str, AfterValidator(_token)]
+Hostname = Annotated[str, AfterValidator(_hostname)]
+Fqdn = Annotated[str, AfterValidator(_fqdn)]
+Address = Annotated[str, AfterValidator(_address)]
+Login = Annotated[str, AfterValidator(_login)]
+LocalPart = Annotated[str, AfterValidator(_local_part)]
+Email = Annotated[str, AfterValidator(_email)]
+Cidr = Annotated[str, AfterValidator(_cidr)]
+ParamName = Annotated[str, AfterValidator(_param_name)]
+ConfigValue = Annotated[str, AfterValidator(_config_value)]
+Text = Annotated[str, AfterValidator(_text)]
+Gecos = Annotated[str, AfterValidator(_gecos)]
+AbsPath = Annotated[str, AfterValidator(_abs_path)]
+CryptHash = Annotated[str, AfterValidator(_crypt_hash)]
