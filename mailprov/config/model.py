@@ -208,14 +208,14 @@ class Postfix(Model):
     extra: dict[ParamName, ConfigValue] = {}
 
 
-Service = Literal["ssh", "smtp", "submission", "smtps", "imap", "imaps", "pop3", "pop3s"]
+Service = Literal["smtp", "submission", "smtps", "imap", "imaps", "pop3", "pop3s"]
 
 
 class Firewall(Model):
     enabled: bool = True
     open: tuple[Service, ...] = ("smtp", "imaps", "pop3s")
     lan_only: tuple[Service, ...] = ("imap", "pop3")
-    ssh_from: tuple[Cidr, ...] = ()  # empty: SSH from anywhere (never closed by mailprov)
+    ssh_from: tuple[Cidr, ...] = ()  # empty: SSH from anywhere. mailprov never closes SSH
 
 
 # --- the site ------------------------------------------------------------------------------------------
@@ -375,8 +375,6 @@ class Site(Model):
         both = set(self.firewall.open) & set(self.firewall.lan_only)
         if both:
             raise SiteRuleError("firewall.lan_only", f"{', '.join(sorted(both))} listed as open and LAN-only")
-        if "ssh" in self.firewall.lan_only and not self.mynetworks:
-            raise SiteRuleError("firewall.lan_only", "ssh LAN-only with no mynetworks would lock you out")
 
     # -- derived values ---------------------------------------------------------------------------------
 

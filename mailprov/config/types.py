@@ -137,6 +137,8 @@ def _gecos(value: str) -> str:
     _text(value)
     if re.search(r"[:,=\\]", value):
         raise ValueError("must not contain `:`, `,`, `=` or `\\` (they are field separators in /etc/passwd)")
+    if re.search(r"[;|&$`<>\"#(){}]", value):
+        raise ValueError("must not contain shell characters (; | & $ ` < > \" # parentheses or braces)")
     return value
 
 

@@ -1,0 +1,152 @@
+"""mailprov's command line. Click only: parse arguments, call the core, print through report, exit."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from mailprov import __version__
+from mailprov.errors import MailprovError
+from mailprov.report import Reporter
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _handle_errors(func: F) -> F:
+    """Map mailprov errors to a message and an exit code; never a traceback for an expected failure."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except MailprovError as exc:
+            Reporter().error(str(exc))
+            sys.exit(exc.exit_code)
+
+    wrapper.__name__ = func.__name__
+    wrapper.__doc__ = func.__doc__
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mailprov")
+def main() -> None:
+    """Provision Postfix and Dovecot mail servers from one declarative site file."""
+
+
+@main.command()
+@click.argument("site", type=click.Path(dir_okay=False))
+@_handle_errors
+def validate(site: str) -> None:
+    """Check SITE (a site.yaml) and exit 0 when it is valid, 2 with every problem listed when not."""
+    from mailprov.config.loader import load_site
+
+    model = load_site(site)
+    Reporter().ok(
+        f"{site}: valid ({len(model.hosts)} host{'s' if len(model.hosts) != 1 else ''}, "
+        f"{len(model.users)} user{'s' if len(model.users) != 1 else ''}, {len(model.aliases)} aliases)"
+    )
+
+
+@main.command()
+@click.argument("site", type=click.Path(dir_okay=False))
+@click.option("--host", "host_name", help="Render for this host only (default: every host).")
+@click.option(
+    "--facts",
+    "facts",
+    required=True,
+    help="A preset (centos5, centos6, centos7, rocky8, rocky9, alma9, debian11, debian12, debian13, "
+    "ubuntu2204, ubuntu2404) or a JSON facts file.",
+)
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@_handle_errors
+def render(site: str, host_name: str | None, facts: str, out: str) -> None:
+    """Write every file a host would get, plus manifest.json (path, owner, group, mode)."""
+    from mailprov.config.loader import load_site
+    from mailprov.errors import ConfigError
+    from mailprov.facts.platform import load_platform
+    from mailprov.render import render_host
+    from mailprov.render.output import write_tree
+
+    model = load_site(site)
+    platform = load_platform(facts)
+    hosts = model.hosts
+    if host_name:
+        hosts = tuple(h for h in model.hosts if h.name == host_name)
+        if not hosts:
+            raise ConfigError(f"{site}: no host named {host_name!r} (hosts: {', '.join(h.name for h in model.hosts)})")
+    reporter = Reporter()
+    for host in hosts:
+        rendered = render_host(model, host, platform, base_dir=Path(site).resolve().parent)
+        target = Path(out) / host.name if len(hosts) > 1 else Path(out)
+        written = write_tree(rendered, target)
+        reporter.ok(f"{host.name}: {len(written)} files for {platform.describe()} in {target}")
+        for note in rendered.notes:
+            reporter.warn(f"{host.name}: {note}")
+
+
+@main.group()
+def lab() -> None:
+    """Throwaway Debian 12/13 mail hosts on this machine (root, Linux) for trying a site."""
+
+
+@lab.command("up")
+@click.option("--distro", type=click.Choice(["bookworm", "trixie"]), default="bookworm", show_default=True)
+@click.option("--count", type=click.IntRange(1, 99), default=1, show_default=True)
+@_handle_errors
+def lab_up(distro: str, count: int) -> None:
+    """Start COUNT hosts of DISTRO (building the base image once)."""
+    from mailprov import lab as lab_api
+
+    reporter = Reporter()
+    hosts = lab_api.up(distro=distro, count=count, progress=reporter.line)
+    _print_lab_hosts(reporter, hosts)
+
+
+@lab.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_handle_errors
+def lab_status(as_json: bool) -> None:
+    """List lab hosts."""
+    from dataclasses import asdict
+
+    from mailprov import lab as lab_api
+
+    hosts = lab_api.status()
+    reporter = Reporter()
+    if as_json:
+        reporter.json([asdict(h) for h in hosts])
+    else:
+        _print_lab_hosts(reporter, hosts)
+
+
+@lab.command("down")
+@_handle_errors
+def lab_down() -> None:
+    """Stop every lab host and remove its network, mounts and processes."""
+    from mailprov import lab as lab_api
+
+    lab_api.down()
+    Reporter().ok("lab is down")
+
+
+def _print_lab_hosts(reporter: Reporter, hosts: Any) -> None:
+    if not hosts:
+        reporter.line("no lab hosts")
+        return
+    reporter.table(
+        None,
+        ["host", "distro", "address", "outside", "ssh", "state"],
+        [
+            [h.name, h.distro, h.address, h.outside_address, f"root@{h.address} -i {h.root_key}",
+             "running" if h.running else "stopped"]
+            for h in hosts
+        ],
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
