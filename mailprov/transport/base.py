@@ -6,6 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from mailprov.errors import CommandError
+from mailprov.transport.shell import mask
+
 
 @dataclass(frozen=True)
 class CommandResult:
@@ -72,3 +75,15 @@ class Transport(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def checked_result(
+    host: str, command: str, rc: int, stdout: str, stderr: str, *, check: bool, secrets: Sequence[str]
+) -> CommandResult:
+    """The result of a finished command; with check=True a non-zero exit raises CommandError.
+
+    `command` must already be masked. The error's stderr is masked too: it is shown to the admin.
+    """
+    if check and rc != 0:
+        raise CommandError(host, command, rc, mask(stderr, secrets))
+    return CommandResult(command, rc, stdout, stderr)
