@@ -28,9 +28,7 @@ MASK: Final = "***"
 
 def quote(s: str) -> str:
     """Quote one word for POSIX sh so that the shell sees exactly `s`."""
-    if _SAFE_WORD.fullmatch(s):
-        return s
-    return "'" + s.replace("'", "'\\''") + "'"
+    return s if _SAFE_WORD.fullmatch(s) else _quote_always(s)
 
 
 def join(argv: Sequence[str]) -> str:
@@ -43,6 +41,8 @@ def join(argv: Sequence[str]) -> str:
 
 
 def _quote_always(s: str) -> str:
+    if "\0" in s:
+        raise ValueError("a shell word cannot contain a NUL byte")
     return "'" + s.replace("'", "'\\''") + "'"
 
 

@@ -31,6 +31,10 @@ from mailprov.transport.base import CommandResult, SshTarget, checked_result
 from mailprov.transport.shell import Become
 
 log = logging.getLogger(__name__)
+# paramiko logs handshake failures at ERROR; under our name and with a NullHandler they reach the CLI's
+# handlers when it sets some, and are never printed by logging's last-resort handler when it does not.
+PARAMIKO_LOG: Final = f"{__name__}.paramiko"
+logging.getLogger(PARAMIKO_LOG).addHandler(logging.NullHandler())
 
 DEFAULT_PORT: Final = 22
 DEFAULT_KEEPALIVE: Final = 15
@@ -166,9 +170,11 @@ def _known_keys(files: Sequence[str], name: str) -> list[_KnownKey]:
     for path in files:
         try:
             with open(path, encoding="utf-8", errors="replace") as f:
-                lines = f.read().splitlines()
+                lines = f.read().split("\n")  # not splitlines(): line numbers must match OpenSSH's
         except FileNotFoundError:
             continue
+        except OSError as e:
+            raise HostKeyError(f"cannot read known_hosts file {path}: {e.strerror}") from None
         for number, line in enumerate(lines, start=1):
             entry = _parse_known_line(path, number, line)
             if entry is not None and _hosts_match(entry[0], name):
@@ -283,6 +289,13 @@ def _unknown_message(ep: _Endpoint, key: paramiko.PKey, others: Sequence[_KnownK
 
 
 def _append_known_host(path: str, name: str, key: paramiko.PKey) -> None:
+    try:
+        _append_line(path, f"{name} {key.get_name()} {key.get_base64()}\n")
+    except OSError as e:
+        raise HostKeyError(f"cannot record the new host key of {name} in {path}: {e.strerror}") from None
+
+
+def _append_line(path: str, line: str) -> None:
     os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
     needs_newline = False
     if os.path.exists(path) and os.path.getsize(path) > 0:
@@ -291,7 +304,7 @@ def _append_known_host(path: str, name: str, key: paramiko.PKey) -> None:
             needs_newline = f.read(1) != b"\n"
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     with os.fdopen(fd, "a", encoding="utf-8") as f:
-        f.write(("\n" if needs_newline else "") + f"{name} {key.get_name()} {key.get_base64()}\n")
+        f.write(("\n" if needs_newline else "") + line)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -331,6 +344,7 @@ def _socket_reason(e: OSError, timeout: float) -> str:
 
 def _handshake(sock: object, ep: _Endpoint, accept_new: bool, timeout: float) -> paramiko.Transport:
     transport = paramiko.Transport(sock)  # type: ignore[arg-type]  # a Channel or ProxyCommand works too
+    transport.set_log_channel(PARAMIKO_LOG)
     transport.banner_timeout = timeout
     try:
         _prefer_known_types(transport, _known_keys(ep.known_hosts, ep.host_key_name))
@@ -517,7 +531,7 @@ class SshTransport:
         self._agent = paramiko.Agent() if os.environ.get("SSH_AUTH_SOCK") else None
         try:
             via: paramiko.Transport | None = None
-            for spec in ep.jumps:
+            for spec in ep.jumps:  # each hop through the previous; a hop's own ProxyJump is not followed
                 name, user, port = _parse_jump(spec)
                 hop = _resolve(
                     config, name, f"{target.host} (jump host {name})", target=target, port=port, user=user

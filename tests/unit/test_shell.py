@@ -227,3 +227,8 @@ def test_script_display_is_masked_and_short() -> None:
     display = shell.script_display(script, ["hunter2" + "x" * 200])
     assert "hunter2" not in display
     assert display == "sh -s: chpasswd alice:*** (+1 more lines)"
+
+
+def test_quote_refuses_nul() -> None:
+    with pytest.raises(ValueError):
+        quote("a\0b")

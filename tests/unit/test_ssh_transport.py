@@ -1,10 +1,14 @@
 """SshTransport against a real sshd on 127.0.0.1 (a random high port, keys in a temp dir).
 
-Skipped unless root (sshd must switch users) and /usr/sbin/sshd is installed (Debian: openssh-server).
+The sshd tests are skipped unless root (sshd must switch users) and /usr/sbin/sshd is installed
+(Debian: openssh-server). The known_hosts, ProxyJump and ssh_config parsing tests always run.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import os
 import shutil
 import socket
@@ -18,14 +22,9 @@ from pathlib import Path
 import pytest
 
 from mailprov.errors import CommandError, HostKeyError, TransportError
-from mailprov.transport import SshTarget, SshTransport, connect
+from mailprov.transport import Script, SshTarget, SshTransport, connect, ssh
 
 SSHD = "/usr/sbin/sshd"
-
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or not os.path.exists(SSHD) or shutil.which("ssh-keygen") is None,
-    reason="needs root, /usr/sbin/sshd (openssh-server) and ssh-keygen",
-)
 
 
 @dataclass(frozen=True)
@@ -75,6 +74,8 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
 
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    if os.geteuid() != 0 or not os.path.exists(SSHD) or shutil.which("ssh-keygen") is None:
+        pytest.skip("needs root, /usr/sbin/sshd (Debian: openssh-server) and ssh-keygen")
     d = tmp_path_factory.mktemp("sshd")
     for name in ("host_ed25519", "client_ed25519", "other_ed25519"):
         _keygen(d / name)
@@ -186,6 +187,23 @@ def test_changed_key_is_refused_even_with_accept_new(sshd: Sshd, home: Path) -> 
     assert sshd.host_fingerprint in message
 
 
+def test_revoked_key_is_refused(sshd: Sshd, home: Path) -> None:
+    known = sshd.known_hosts_line + f"@revoked [127.0.0.1]:{sshd.port} {sshd.host_key_line}\n"
+    with pytest.raises(HostKeyError, match="revoked"):
+        connect(_target(sshd, home, known=known))
+
+
+def test_script_writes_files_byte_exactly(sshd: Sshd, home: Path) -> None:
+    contents = ["no newline", "MAILPROV_EOF\n$HOME `id` \\ 'q'\n.\n", "", "✉ unicode\r\n"]
+    script = Script()
+    for n, content in enumerate(contents):
+        script.write_file(str(home / f"file {n}"), content)
+    with SshTransport(_target(sshd, home)) as t:
+        t.run_script(script.render())
+        assert t.round_trips == 1
+    assert [(home / f"file {n}").read_bytes() for n in range(len(contents))] == [c.encode() for c in contents]
+
+
 def test_hashed_known_hosts_entry_is_honoured(sshd: Sshd, home: Path) -> None:
     target = _target(sshd, home)
     assert target.known_hosts is not None
@@ -284,3 +302,68 @@ def test_jump_host_key_is_checked_too(sshd: Sshd, home: Path) -> None:
     (home / ".ssh" / "known_hosts").write_text(f"inner.example {sshd.host_key_line}\n")  # bastion unknown
     with pytest.raises(HostKeyError, match=r"inner \(jump host bastion\): unknown SSH host key"):
         connect(SshTarget(host="inner", connect_timeout=5.0))
+
+
+# --- pure parts: no sshd needed --------------------------------------------------------------------
+
+
+def _hashed(name: str) -> str:
+    salt = b"0123456789abcdef0123"
+    digest = hmac.new(salt, name.encode(), hashlib.sha1).digest()
+    return f"|1|{base64.b64encode(salt).decode()}|{base64.b64encode(digest).decode()}"
+
+
+@pytest.mark.parametrize(
+    ("patterns", "name", "expected"),
+    [
+        ("mx1.example.org", "mx1.example.org", True),
+        ("MX1.Example.org", "mx1.example.org", True),
+        ("other,mx1.example.org", "mx1.example.org", True),
+        ("[127.0.0.1]:2222", "[127.0.0.1]:2222", True),  # brackets are literal, not a glob class
+        ("[127.0.0.1]:2222", "127.0.0.1", False),
+        ("127.0.0.1", "[127.0.0.1]:2222", False),
+        ("*.example.org", "mx1.example.org", True),
+        ("mx?.example.org", "mx1.example.org", True),
+        ("*.example.org,!mx1.example.org", "mx1.example.org", False),
+        (_hashed("mx1.example.org"), "mx1.example.org", True),
+        (_hashed("mx1.example.org"), "mx2.example.org", False),
+        ("|1|garbage", "mx1.example.org", False),
+    ],
+)
+def test_known_hosts_patterns(patterns: str, name: str, expected: bool) -> None:
+    assert ssh._hosts_match(patterns, name) is expected
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("bastion", ("bastion", None, None)),
+        ("alice@bastion:2222", ("bastion", "alice", 2222)),
+        ("ssh://alice@bastion:2222", ("bastion", "alice", 2222)),
+        ("[2001:db8::1]:22", ("2001:db8::1", None, 22)),
+    ],
+)
+def test_proxy_jump_hops(spec: str, expected: tuple[str, str | None, int | None]) -> None:
+    assert ssh._parse_jump(spec) == expected
+
+
+def test_explicit_port_and_user_win_over_ssh_config_and_reach_its_tokens() -> None:
+    config = "Host mx1\n  HostName 192.0.2.1\n  Port 2200\n  User bob\n  ProxyCommand nc %h %p %r\n"
+    target = SshTarget(host="mx1")
+    from_config = ssh._resolve(config, "mx1", "mx1", target=target)
+    assert (from_config.address, from_config.port, from_config.user) == ("192.0.2.1", 2200, "bob")
+    assert from_config.host_key_name == "[192.0.2.1]:2200"
+    explicit = ssh._resolve(config, "mx1", "mx1", target=target, port=22, user="alice")
+    assert (explicit.port, explicit.user, explicit.host_key_name) == (22, "alice", "192.0.2.1")
+    assert explicit.proxy_command == "nc 192.0.2.1 22 alice"
+
+
+def test_known_keys_report_file_and_line_and_markers(tmp_path: Path) -> None:
+    blob = base64.b64encode(b"\0\0\0\x0bssh-ed25519key").decode()
+    path = tmp_path / "known_hosts"
+    path.write_text(
+        f"# comment\n\nmx1 ssh-ed25519 {blob}\n@revoked mx1 ssh-ed25519 {blob}\n"
+        f"@cert-authority *.example.org ssh-ed25519 {blob}\nmx2 ssh-ed25519 {blob}\nbroken line\n"
+    )
+    found = ssh._known_keys([str(path), str(tmp_path / "missing")], "mx1")
+    assert [(k.line, k.marker) for k in found] == [(3, None), (4, "@revoked")]
