@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import Final
 
 import paramiko
+from paramiko.pkey import UnknownKeyType
 
 from mailprov.errors import HostKeyError, TransportError
 from mailprov.transport import shell
@@ -394,8 +395,10 @@ def _key_loader(path: str) -> Callable[[], paramiko.PKey]:
             return paramiko.PKey.from_path(path)
         except FileNotFoundError:
             raise _UnusableKey("file not found") from None
-        except paramiko.PasswordRequiredException:
+        except (paramiko.PasswordRequiredException, TypeError):  # cryptography says TypeError
             raise _UnusableKey("encrypted: load it into ssh-agent") from None
+        except UnknownKeyType:
+            raise _UnusableKey("a key type paramiko does not support") from None
         except (paramiko.SSHException, ValueError, OSError) as e:
             raise _UnusableKey(f"unreadable: {e}") from None
 

@@ -253,6 +253,34 @@ def test_authentication_failure_lists_the_keys_tried(sshd: Sshd, home: Path) -> 
     assert str(sshd.other_key) in message and "ssh-ed25519 SHA256:" in message
 
 
+def test_encrypted_key_is_reported_not_fatal(sshd: Sshd, home: Path) -> None:
+    encrypted = home / "encrypted_ed25519"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "pass phrase", "-f", str(encrypted)], check=True
+    )
+    with pytest.raises(TransportError, match=r"encrypted_ed25519 \(encrypted: load it into ssh-agent\)"):
+        connect(_target(sshd, home, identity_file=str(encrypted)))
+
+
+def test_ssh_agent_keys_are_offered(sshd: Sshd, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if shutil.which("ssh-agent") is None or shutil.which("ssh-add") is None:
+        pytest.skip("needs ssh-agent and ssh-add")
+    sock = home / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 3
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        env = {**os.environ, "SSH_AUTH_SOCK": str(sock)}
+        subprocess.run(["ssh-add", "-q", str(sshd.client_key)], check=True, env=env, capture_output=True)
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
+        with SshTransport(_target(sshd, home, identity_file=None)) as t:  # no key file anywhere
+            assert t.run(["true"]).ok
+    finally:
+        agent.terminate()
+        agent.wait(timeout=5)
+
+
 def _write_ssh_config(home: Path, sshd: Sshd, inner_alias: str) -> None:
     (home / ".ssh").mkdir(exist_ok=True)
     common = f"  HostName 127.0.0.1\n  Port {sshd.port}\n  User root\n  IdentityFile {sshd.client_key}\n"
