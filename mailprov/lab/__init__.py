@@ -1,0 +1,8 @@
+"""Throwaway real Debian hosts (bookworm, trixie) on this machine, reached over SSH. Needs root on Linux.
+
+See mailprov.lab.api for the design; mailprov.lab.network for names and addresses.
+"""
+
+from mailprov.lab.api import LabHost, down, ensure_image, outside_netns, status, up
+
+__all__ = ["LabHost", "down", "ensure_image", "outside_netns", "status", "up"]
