@@ -88,6 +88,85 @@ def render(site: str, host_name: str | None, facts: str, out: str) -> None:
             reporter.warn(f"{host.name}: {note}")
 
 
+def _site_options(func: F) -> F:
+    func = click.option("--host", "host_names", multiple=True, help="Only this host (repeatable).")(func)
+    func = click.option(
+        "--accept-new-host-keys", is_flag=True,
+        help="Trust and record host keys not yet in known_hosts (like OpenSSH accept-new). Changed keys are "
+        "always refused.",
+    )(func)  # fmt: skip
+    func = click.option("--known-hosts", type=click.Path(dir_okay=False), help="Extra known_hosts file.")(func)
+    return func
+
+
+@main.command()
+@click.argument("site", type=click.Path(dir_okay=False))
+@_site_options
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable plan.")
+@_handle_errors
+def plan(site: str, host_names: tuple[str, ...], accept_new_host_keys: bool, known_hosts: str | None,
+         as_json: bool) -> None:  # fmt: skip
+    """Show exactly what apply would change on each host, and change nothing.
+
+    Exit 0: no changes; 2: changes pending; 1: error.
+    """
+    from mailprov.config.loader import load_site
+    from mailprov.orchestrate import RunOptions, plan_site, select_hosts
+    from mailprov.report import plan_data, show_plan, show_summary
+
+    model = load_site(site)
+    options = RunOptions(accept_new_host_keys=accept_new_host_keys, known_hosts=known_hosts)
+    outcomes = plan_site(model, select_hosts(model, host_names), options, Path(site).resolve().parent)
+    reporter = Reporter()
+    if as_json:
+        reporter.json([plan_data(o) for o in outcomes])
+    else:
+        for outcome in outcomes:
+            show_plan(reporter, outcome)
+        show_summary(reporter, outcomes)
+    if any(o.error for o in outcomes):
+        sys.exit(1)
+    sys.exit(2 if any(o.plan and o.plan.changes for o in outcomes) else 0)
+
+
+@main.command()
+@click.argument("site", type=click.Path(dir_okay=False))
+@_site_options
+@click.option("--yes", is_flag=True, help="Apply without asking.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable plan and results.")
+@_handle_errors
+def apply(site: str, host_names: tuple[str, ...], accept_new_host_keys: bool, known_hosts: str | None,
+          yes: bool, as_json: bool) -> None:  # fmt: skip
+    """Make every host match SITE: show the plan, ask, apply exactly that plan, report per host."""
+    from mailprov.config.loader import load_site
+    from mailprov.orchestrate import HostOutcome, RunOptions, apply_site, select_hosts
+    from mailprov.report import plan_data, show_plan, show_summary
+
+    model = load_site(site)
+    options = RunOptions(accept_new_host_keys=accept_new_host_keys, known_hosts=known_hosts)
+    reporter = Reporter()
+
+    def approve(planned: list[HostOutcome]) -> bool:
+        if not as_json:
+            for outcome in planned:
+                show_plan(reporter, outcome)
+        if not any(o.plan and o.plan.changes for o in planned):
+            return True  # nothing to do: executing runs nothing
+        if yes:
+            return True
+        if not sys.stdin.isatty():
+            raise click.UsageError("apply needs --yes when standard input is not a terminal")
+        return click.confirm("Apply these changes?", default=False)
+
+    outcomes = apply_site(model, select_hosts(model, host_names), options, Path(site).resolve().parent, approve)
+    if as_json:
+        reporter.json([plan_data(o) for o in outcomes])
+    else:
+        show_summary(reporter, outcomes)
+    failed = any(o.error or (o.result is not None and not o.result.ok) for o in outcomes)
+    sys.exit(1 if failed else 0)
+
+
 @main.group()
 def lab() -> None:
     """Throwaway Debian 12/13 mail hosts on this machine (root, Linux) for trying a site."""

@@ -73,3 +73,77 @@ class Reporter:
     def json(self, data: Any) -> None:
         self.stream.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
         self.stream.flush()
+
+
+# --- plans and apply results ---------------------------------------------------------------------------
+
+
+def plan_data(outcome: Any) -> dict[str, Any]:
+    """A host's plan as JSON-ready data (secrets already redacted in the plan's diffs and commands)."""
+    from mailprov.apply import handler_commands
+
+    plan = outcome.plan
+    data: dict[str, Any] = {"host": outcome.host, "error": outcome.error}
+    if plan is not None:
+        data.update(
+            platform=plan.platform,
+            notes=list(plan.notes),
+            changes=[
+                {"key": c.key, "action": c.action, "summary": c.summary, "drift": c.drift,
+                 "diff": list(c.diff), "commands": [cmd.display() for cmd in c.commands]}
+                for c in plan.changes
+            ],
+            handlers=[{"name": h.name.lower(), "commands": handler_commands(h, plan)} for h in plan.handlers],
+        )  # fmt: skip
+    result = getattr(outcome, "result", None)
+    if result is not None:
+        data["apply"] = {"ok": result.ok, "steps": list(result.steps), "failed_step": result.failed_step,
+                         "message": result.message, "rolled_back": result.rolled_back}  # fmt: skip
+    return data
+
+
+def show_plan(reporter: Reporter, outcome: Any) -> None:
+    data = plan_data(outcome)
+    if data["error"]:
+        reporter.line(f"● {outcome.host}", "bold red")
+        reporter.error(f"{outcome.host}: {data['error']}")
+        return
+    reporter.line(f"● {outcome.host}  ({data['platform']})", "bold")
+    for note in data["notes"]:
+        reporter.warn(note)
+    if not data["changes"]:
+        reporter.ok("no changes: the host matches the site")
+        return
+    for change in data["changes"]:
+        reporter.line(f"  {'~' if change['action'] == 'update' else '+'} {change['summary']}",
+                      "yellow" if change["drift"] else None)  # fmt: skip
+        for command in change["commands"]:
+            reporter.line(f"      $ {command}", "dim")
+        if change["diff"]:
+            reporter.diff("      " + line for line in change["diff"])
+    for handler in data["handlers"]:
+        reporter.line(f"  ↻ {handler['name']}: {'; '.join(handler['commands'])}", "cyan")
+
+
+def show_summary(reporter: Reporter, outcomes: Sequence[Any]) -> None:
+    rows = []
+    for o in outcomes:
+        if o.error and o.plan is None:
+            rows.append([o.host, "error", o.error.splitlines()[0][:80]])
+            continue
+        n = len(o.plan.changes) if o.plan else 0
+        result = getattr(o, "result", None)
+        if result is None and not o.error:
+            status = "no changes" if n == 0 else f"{n} change{'s' if n != 1 else ''} pending"
+            detail = ""
+        elif o.error or result is None:
+            status, detail = "error", (o.error or "").splitlines()[0][:80] if o.error else ""
+        elif result.ok:
+            status, detail = ("unchanged" if n == 0 else f"applied {n} change{'s' if n != 1 else ''}"), ""
+        else:
+            status = "FAILED" + (" (rolled back)" if result.rolled_back else "")
+            detail = f"{result.failed_step}: {result.message}"[:300]
+            if result.output_tail:
+                detail += "\n" + result.output_tail[-600:]
+        rows.append([o.host, status, detail])
+    reporter.table("summary", ["host", "status", "detail"], rows)

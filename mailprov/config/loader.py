@@ -7,6 +7,7 @@ them, so the admin reads `site.yaml:42  users.0.login: … (did you mean …?)` 
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,15 +86,66 @@ def _problem(document: CommentedMap, err: Any) -> Problem:
     message: str = err["msg"]
     cause = (err.get("ctx") or {}).get("error")
     if isinstance(cause, SiteRuleError):
-        loc = tuple(int(p) if p.isdigit() else p for p in cause.loc.split("."))
+        loc = _split_rule_loc(document, cause.loc)
         message = cause.message
     elif message.startswith("Value error, "):
         message = message[len("Value error, ") :]
-    # pydantic adds the union member or validator name to loc for some types; drop non-key parts
-    loc = tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+    loc = _key_parts(document, loc)
     if err["type"] == "extra_forbidden":
         message = f"unknown key {loc[-1]!r}" + _did_you_mean(str(loc[-1]))
-    return Problem(_line_of(document, loc), ".".join(str(p) for p in loc), message)
+    return Problem(_line_of(document, loc), ".".join(_path_part(p) for p in loc), message)
+
+
+# Parts pydantic adds to loc that are no key: "[key]", validator names ("function-after[_hostname(), str]"),
+# union members ("enum[AccessAction]", or "constrained-str" below a scalar).
+_TAGGED_PART = re.compile(r"\[key\]|[a-z]+(-[a-z]+)*\[.*\]")
+_MEMBER_PART = re.compile(r"[a-z]+(-[a-z]+)*")
+
+
+def _key_parts(document: Any, loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """loc without pydantic's internal parts; a part that is a key in the document is always kept."""
+    node, kept = document, []
+    for part in loc:
+        if _has(node, part):
+            node = node[part]
+        elif isinstance(part, str) and (
+            _TAGGED_PART.fullmatch(part)
+            or (_MEMBER_PART.fullmatch(part) and node is not None and not isinstance(node, CommentedMap))
+        ):
+            continue
+        else:
+            node = None
+        kept.append(part)
+    return tuple(kept)
+
+
+def _split_rule_loc(document: Any, dotted: str) -> tuple[Any, ...]:
+    """A SiteRuleError's dotted loc as keys; a key may itself hold dots (`aliases.j.smith`)."""
+    parts, node, out = dotted.split("."), document, []
+    i = 0
+    while i < len(parts):
+        step = 1
+        if isinstance(node, CommentedMap):
+            step = next((n for n in range(len(parts) - i, 0, -1) if ".".join(parts[i : i + n]) in node), 1)
+        key: Any = ".".join(parts[i : i + step])
+        if isinstance(node, CommentedSeq) and key.isdigit():
+            key = int(key)
+        out.append(key)
+        node = node[key] if _has(node, key) else None
+        i += step
+    return tuple(out)
+
+
+def _has(node: Any, key: Any) -> bool:
+    if isinstance(node, CommentedMap):
+        return key in node
+    return isinstance(node, CommentedSeq) and isinstance(key, int) and 0 <= key < len(node)
+
+
+def _path_part(part: Any) -> str:
+    """A key as the admin wrote it, quoted when it is not a plain word (a hostile key may hold a newline)."""
+    text = str(part)
+    return text if re.fullmatch(r"[\w.@+-]+", text, re.ASCII) else repr(text)
 
 
 def _line_of(document: Any, loc: tuple[Any, ...]) -> int | None:

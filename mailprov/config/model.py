@@ -14,13 +14,12 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 
 from mailprov.config.restrictions import Restriction, parse_restriction
 from mailprov.config.types import (
-    _email,
     AbsPath,
     Address,
     Cidr,
-    Destination,
     ConfigValue,
     CryptHash,
+    Destination,
     Fqdn,
     Gecos,
     Hostname,
@@ -28,6 +27,7 @@ from mailprov.config.types import (
     Login,
     ParamName,
     Text,
+    _email,
 )
 
 
@@ -43,6 +43,16 @@ class SecretRef(Model):
 
     env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
     file: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_inline(cls, data: object) -> object:
+        if isinstance(data, str | int | float):  # the message never repeats the value: it may be a password
+            raise ValueError(
+                "a secret is never written in the site file: use `{env: VARIABLE}` or `{file: PATH}` "
+                "(for a user, or give password_hash)"
+            )
+        return data
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Self:
@@ -223,7 +233,7 @@ class Firewall(Model):
 
 class Site(Model):
     domain: Fqdn
-    hosts: tuple[Host, ...] = Field(min_length=1)
+    hosts: tuple[Host, ...]  # at least one: checked in _check_hosts, so a bad host is not also "too few"
     myorigin: Literal["$mydomain", "$myhostname"] = "$mydomain"
     mydestination: tuple[Destination, ...] = ("$myhostname", "localhost.$mydomain", "localhost", "$mydomain")
     mynetworks: tuple[Cidr, ...] = ("127.0.0.0/8",)
@@ -253,6 +263,8 @@ class Site(Model):
         return self
 
     def _check_hosts(self) -> None:
+        if not self.hosts:
+            raise SiteRuleError("hosts", "a site needs at least one host")
         names = [h.name for h in self.hosts]
         for name in names:
             if names.count(name) > 1:

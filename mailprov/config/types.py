@@ -55,9 +55,14 @@ def _address(value: str) -> str:
     """A host name or an IP address (SSH target)."""
     _no_control(value)
     try:
-        return str(ipaddress.ip_address(value))
+        address = ipaddress.ip_address(value)
     except ValueError:
         return _hostname(value)
+    # ipaddress accepts any characters after `%` in an IPv6 zone index ("fe80::1%$(reboot)")
+    zone = address.scope_id if isinstance(address, ipaddress.IPv6Address) else None
+    if zone is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", zone):
+        raise ValueError(f"{value!r}: the zone after `%` must be an interface name such as eth0")
+    return str(address)
 
 
 def _login(value: str) -> str:
@@ -88,6 +93,8 @@ def _email(value: str) -> str:
 
 def _cidr(value: str) -> str:
     _no_control(value)
+    if "%" in value:  # ipaddress accepts an IPv6 zone index with any characters; a network has none
+        raise ValueError(f"{value!r}: a network has no `%zone` part")
     try:
         return str(ipaddress.ip_network(value))
     except ValueError:
@@ -108,7 +115,7 @@ def _destination(value: str) -> str:
 
 
 def _param_name(value: str) -> str:
-    if not _PARAM_NAME.match(value):
+    if not _PARAM_NAME.fullmatch(value):  # not match(): `$` would accept a trailing newline
         raise ValueError(f"{value!r} is not a valid parameter name (lower-case letters, digits and `_`)")
     return value
 
@@ -150,7 +157,7 @@ def _abs_path(value: str) -> str:
 
 
 def _crypt_hash(value: str) -> str:
-    if not re.match(r"^\$6\$(rounds=\d+\$)?[./A-Za-z0-9]{1,16}\$[./A-Za-z0-9]{86}$", value):
+    if not re.fullmatch(r"\$6\$(rounds=\d+\$)?[./A-Za-z0-9]{1,16}\$[./A-Za-z0-9]{86}", value):
         raise ValueError("must be a SHA-512-crypt hash ($6$salt$…), e.g. from `openssl passwd -6`")
     return value
 

@@ -92,6 +92,16 @@ class Dialect:
             return ["update-rc.d", service, "defaults"]
         return ["chkconfig", "--level", "345", service, "on"]
 
+    def restart_line(self, service: str) -> str:
+        """Shell line that restarts a running service or starts a stopped one. Some init.d scripts
+        (Debian's postgrey) fail on `restart` when the service is not running."""
+        from mailprov.transport.shell import join
+
+        if self.platform.init_system is InitSystem.SYSTEMD:
+            return join(["systemctl", "restart", service])
+        status, restart, start = (join(self.service_argv(service, a)) for a in ("status", "restart", "start"))
+        return f"if {status} >/dev/null 2>&1; then {restart}; else {start}; fi"
+
     def service_argv(self, service: str, action: str) -> list[str]:
         """argv for start/stop/restart/reload of a service."""
         if self.platform.init_system is InitSystem.SYSTEMD:
@@ -138,7 +148,8 @@ def _decide(p: Platform) -> Dialect:
     )
     if debian:
         base = ("postfix", "dovecot-core", "openssl")
-        imap, pop3 = ("dovecot-imapd",), ("dovecot-pop3d",)
+        imap: tuple[str, ...] = ("dovecot-imapd",)
+        pop3: tuple[str, ...] = ("dovecot-pop3d",)
         firewall_pkgs: tuple[str, ...] = ("iptables", "iptables-persistent")
         mtas: tuple[str, ...] = ("exim4-daemon-light", "exim4-daemon-heavy", "sendmail-bin")
         save: tuple[str, ...] = ("netfilter-persistent", "save")

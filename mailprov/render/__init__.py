@@ -118,6 +118,7 @@ def render_host(site: Site, host: Host, platform: Platform, base_dir: Path | Non
         "tls_protocols": _postfix_tls_protocols(site, dialect, notes),
         "dovecot_ssl_protocols": _dovecot_ssl_protocols(site, dialect, notes),
         "inet_protocols": _inet_protocols(site, platform, notes),
+        "mynetworks": tuple(_postfix_network(net) for net in site.mynetworks),
         "maillog_file": _maillog_file(site, dialect, notes),
         "dovecot_log": None if platform.has_syslog else "/var/log/dovecot.log",
     }
@@ -223,6 +224,7 @@ def _restriction_lines(site: Site, d: Dialect, notes: list[str]) -> dict[str, tu
         # Before 2.10 relay control lives in smtpd_recipient_restrictions: the relay list goes first.
         rest = [x for x in lists["smtpd_recipient_restrictions"] if x not in relay]
         lists["smtpd_recipient_restrictions"] = relay + rest
+        _refuse_merged_open_relay(site, d, relay + rest)
     elif not lists["smtpd_recipient_restrictions"]:
         lists["smtpd_recipient_restrictions"] = [Restriction("permit_mynetworks")] + (
             [Restriction("permit_sasl_authenticated")] if site.sasl.enabled else []
@@ -243,6 +245,22 @@ def _restriction_lines(site: Site, d: Dialect, notes: list[str]) -> dict[str, tu
     return {
         name: tuple(_restriction_text(x, site, d) for x in items) for name, items in lists.items() if items
     }
+
+
+def _refuse_merged_open_relay(site: Site, d: Dialect, merged: list[Restriction]) -> None:
+    """On 2.10+ a permit in the relay list only ends that list; merged into one list it ends all checks."""
+    guards = ("reject_unauth_destination", "defer_unauth_destination")
+    guard = next((i for i, x in enumerate(merged) if x.name in guards), len(merged))
+    whitelist = any(e.action == "OK" for e in site.sender_access)
+    for item in merged[:guard]:
+        permits = item.name in ("permit", "permit_auth_destination")
+        if permits or (item.name == "check_sender_access" and whitelist):
+            raise ConfigError(
+                f"restrictions.relay: Postfix {d.postfix} has no smtpd_relay_restrictions, so the relay "
+                f"list goes first in smtpd_recipient_restrictions, where {item.name} before "
+                "reject_unauth_destination would make an open relay: end the relay list with "
+                "reject_unauth_destination"
+            )
 
 
 # --- TLS -----------------------------------------------------------------------------------------------
@@ -275,6 +293,14 @@ def _dovecot_ssl_protocols(site: Site, d: Dialect, notes: list[str]) -> str | No
         return " ".join(f"!{p}" for p in _ORDER[:5] if _ORDER.index(p) < _ORDER.index(minimum))
     notes.append(f"Dovecot {d.dovecot} has no setting for a minimum TLS version")
     return None
+
+
+def _postfix_network(net: str) -> str:
+    """mynetworks wants IPv6 as `[2001:db8::]/32`: a bare `:` reads as a `type:table` lookup (postconf(5))."""
+    if ":" not in net:
+        return net
+    address, _, prefix = net.partition("/")
+    return f"[{address}]/{prefix}"
 
 
 def _inet_protocols(site: Site, platform: Platform, notes: list[str]) -> str:
@@ -365,8 +391,8 @@ def _firewall_rules(site: Site, host: Host, family: str) -> Sequence[FirewallRul
     for service in site.firewall.lan_only:
         rules.extend(FirewallRule(PORTS[service], service, net, "ACCEPT") for net in lan)
         rules.append(FirewallRule(PORTS[service], service, None, "REJECT"))
-    listed = set(site.firewall.open) | set(site.firewall.lan_only) | {"ssh"}
-    for service, port in PORTS.items():
-        if service not in listed:
-            rules.append(FirewallRule(port, service, None, "REJECT"))
+    listed: set[str] = {*site.firewall.open, *site.firewall.lan_only, "ssh"}
+    for name, port in PORTS.items():
+        if name not in listed:
+            rules.append(FirewallRule(port, name, None, "REJECT"))
     return rules

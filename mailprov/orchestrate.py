@@ -1,0 +1,156 @@
+"""Run the pipeline for each host of a site: connect → facts → render → plan (→ apply), hosts in parallel.
+
+This is the only module that ties the transport to the core; each host gets its own connection, reused
+for all of its round trips, and one host's failure never stops the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from mailprov.apply import ApplyResult, execute
+from mailprov.config.model import Host, Site
+from mailprov.config.secrets import resolve
+from mailprov.errors import ConfigError, MailprovError
+from mailprov.facts.probe import ProbeRequest, parse_probe, probe_script
+from mailprov.plan import HostPlan, build_plan, now_stamp, probe_request
+from mailprov.render import render_host
+from mailprov.transport.base import SshTarget, Transport
+from mailprov.transport.ssh import SshTransport
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    accept_new_host_keys: bool = False
+    workers: int = 10
+    known_hosts: str | None = None  # extra known_hosts file for every host (CLI), besides the site's
+
+
+@dataclass(frozen=True)
+class HostOutcome:
+    host: str
+    plan: HostPlan | None = None
+    result: ApplyResult | None = None
+    error: str | None = None
+    round_trips: int = 0
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+
+
+def select_hosts(site: Site, names: Sequence[str]) -> tuple[Host, ...]:
+    if not names:
+        return site.hosts
+    unknown = [n for n in names if n not in {h.name for h in site.hosts}]
+    if unknown:
+        raise ConfigError(f"no host named {', '.join(unknown)} in the site (hosts: {', '.join(h.name for h in site.hosts)})")
+    return tuple(h for h in site.hosts if h.name in names)
+
+
+def target_for(host: Host, options: RunOptions, base_dir: Path) -> SshTarget:
+    ssh = host.ssh
+    password = resolve(ssh.sudo_password, base_dir).reveal() if ssh.sudo_password else None
+    known = ssh.known_hosts or options.known_hosts
+    return SshTarget(
+        host=host.name,
+        address=ssh.address or host.name,
+        port=ssh.port,
+        user=ssh.user,
+        identity_file=_local_path(ssh.identity_file, base_dir),
+        known_hosts=_local_path(known, base_dir),
+        become=ssh.become,
+        sudo_password=password,
+        accept_new_host_keys=options.accept_new_host_keys,
+    )
+
+
+def _local_path(value: str | None, base_dir: Path) -> str | None:
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else base_dir / path)
+
+
+def plan_host(site: Site, host: Host, transport: Transport, base_dir: Path) -> HostPlan:
+    """Two round trips: the platform (to know what to render), then the state of everything managed."""
+    platform_probe = transport.run_script(probe_script(ProbeRequest()), check=True, timeout=120)
+    platform = parse_probe(platform_probe.stdout, host.name).platform
+    rendered = render_host(site, host, platform, base_dir)
+    state_probe = transport.run_script(probe_script(probe_request(site, rendered)), check=True, timeout=120)
+    state = parse_probe(state_probe.stdout, host.name)
+    return build_plan(site, rendered, state, base_dir)
+
+
+def run_hosts(
+    site: Site,
+    hosts: Sequence[Host],
+    options: RunOptions,
+    base_dir: Path,
+    work: Callable[[Host, Transport], HostOutcome],
+) -> list[HostOutcome]:
+    def one(host: Host) -> HostOutcome:
+        try:
+            with SshTransport(target_for(host, options, base_dir)) as transport:
+                outcome = work(host, transport)
+                return HostOutcome(outcome.host, outcome.plan, outcome.result, outcome.error,
+                                   transport.round_trips, outcome.secrets)  # fmt: skip
+        except MailprovError as exc:
+            return HostOutcome(host.name, error=str(exc))
+
+    return _parallel(one, hosts, options.workers)
+
+
+def plan_site(site: Site, hosts: Sequence[Host], options: RunOptions, base_dir: Path) -> list[HostOutcome]:
+    return run_hosts(site, hosts, options, base_dir,
+                     lambda host, t: HostOutcome(host.name, plan=plan_host(site, host, t, base_dir)))  # fmt: skip
+
+
+def apply_site(
+    site: Site,
+    hosts: Sequence[Host],
+    options: RunOptions,
+    base_dir: Path,
+    approve: Callable[[list[HostOutcome]], bool],
+) -> list[HostOutcome]:
+    """Plan every host, ask once (approve), then execute exactly those plans over the same connections."""
+    transports: dict[str, SshTransport] = {}
+    try:
+        def plan_one(host: Host) -> HostOutcome:
+            try:
+                transport = SshTransport(target_for(host, options, base_dir))
+                transport.connect()
+                transports[host.name] = transport
+                return HostOutcome(host.name, plan=plan_host(site, host, transport, base_dir))
+            except MailprovError as exc:
+                return HostOutcome(host.name, error=str(exc))
+
+        planned = _parallel(plan_one, hosts, options.workers)
+        if not approve(planned):
+            return planned
+        stamp = now_stamp()
+
+        def apply_one(outcome: HostOutcome) -> HostOutcome:
+            if outcome.plan is None:
+                return outcome
+            transport = transports[outcome.host]
+            try:
+                result = execute(outcome.plan, transport, stamp)
+            except MailprovError as exc:
+                return HostOutcome(outcome.host, outcome.plan, error=str(exc), round_trips=transport.round_trips)
+            return HostOutcome(outcome.host, outcome.plan, result, round_trips=transport.round_trips)
+
+        return _parallel(apply_one, planned, options.workers)
+    finally:
+        for transport in transports.values():
+            transport.close()
+
+
+def _parallel(func: Callable[[T], HostOutcome], items: Sequence[T], workers: int) -> list[HostOutcome]:
+    if len(items) <= 1:
+        return [func(item) for item in items]
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(items)))) as pool:
+        return list(pool.map(func, items))

@@ -1,0 +1,849 @@
+"""`mailprov verify`: prove from the outside, with real clients, that each host works and is safe.
+
+Per host, in order: where this client stands, SMTP (banner, STARTTLS, AUTH, certificate, old TLS),
+IMAPS/POP3S TLS, relaying, restrictions, ports, plaintext logins, checks on the host (testinfra over
+SSH), a real delivery read back over IMAPS and POP3S, and DNS. Every check ends as pass, fail or skip
+with its reason; every detail is masked for the test user's password before it leaves this module.
+"""
+
+from __future__ import annotations
+
+import email.policy
+import functools
+import ipaddress
+import secrets
+import socket
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import formatdate
+from pathlib import Path
+from typing import TypeVar
+
+from mailprov.config.model import Host, Mailbox, Site
+from mailprov.config.secrets import Secret, resolve
+from mailprov.errors import MailprovError
+from mailprov.transport.base import Transport
+from mailprov.verify import dns, expect, probes
+from mailprov.verify.certs import CertificateError, certificate_names_host, parse_certificate
+from mailprov.verify.dns import DNS_TIMEOUT
+from mailprov.verify.probes import Credentials, Endpoint, ProbeError
+from mailprov.verify.results import CheckResult, Status, masked
+
+TransportFactory = Callable[[Host], Transport]
+T = TypeVar("T")
+
+_OLD_TLS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+_TLS_SUFFIX = {"TLSv1": "tls1_0", "TLSv1.1": "tls1_1", "TLSv1.2": "tls1_2"}
+_POLL = 0.5
+_TLS_STATUS: dict[str, Status] = {
+    "refused": "pass",
+    "accepted": "fail",
+    "untestable": "skip",
+    "error": "fail",
+}
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    from_outside: bool = False  # this client is outside mynetworks: relay and restrictions are judged
+    host_checks: bool = True  # log in over SSH for the on-host checks (and the Maildir delivery check)
+    dns: bool = True
+    delivery_timeout: float = 20.0  # how long to wait for a test message to arrive
+    connect_timeout: float = probes.CONNECT_TIMEOUT
+    dns_timeout: float = DNS_TIMEOUT
+    workers: int = 4  # hosts verified at once
+
+
+def probe_address(host: Host) -> str:
+    return host.ssh.address or host.name
+
+
+def verify_site(
+    site: Site,
+    hosts: Sequence[Host],
+    options: VerifyOptions,
+    base_dir: Path,
+    transport_factory: TransportFactory | None = None,
+) -> dict[str, list[CheckResult]]:
+    """Every host's results, by host name in the order given; hosts run in parallel (options.workers)."""
+
+    def one(host: Host) -> list[CheckResult]:
+        return verify_host(site, host, options, base_dir, transport_factory)
+
+    if len(hosts) <= 1:
+        return {h.name: one(h) for h in hosts}
+    with ThreadPoolExecutor(max_workers=max(1, min(options.workers, len(hosts)))) as pool:
+        return dict(zip((h.name for h in hosts), pool.map(one, hosts), strict=True))
+
+
+def verify_host(
+    site: Site,
+    host: Host,
+    options: VerifyOptions,
+    base_dir: Path,
+    transport_factory: TransportFactory | None = None,
+) -> list[CheckResult]:
+    """Every check for one host. transport_factory opens the SSH session for the on-host checks
+    (default: the site's ssh settings, host keys checked strictly)."""
+    run = HostVerification(site, host, options, base_dir)
+    run.client_position()
+    run.smtp()
+    run.implicit_tls()
+    run.relay()
+    run.restrictions()
+    run.ports()
+    run.plaintext_logins()
+    transport = run.on_host(transport_factory) if options.host_checks else None
+    try:
+        run.delivery(transport)
+    finally:
+        if transport is not None:
+            transport.close()
+    if options.dns:
+        run.dns()
+    else:
+        run.skip_group(("dns.mx", "dns.a", "dns.ptr"), "DNS checks were turned off")
+    return masked(run.results, run.secrets)
+
+
+def default_transport_factory(base_dir: Path) -> TransportFactory:
+    """An SSH session per host from the site's ssh settings (the same target `plan` and `apply` use)."""
+
+    def factory(host: Host) -> Transport:
+        from mailprov.orchestrate import RunOptions, target_for
+        from mailprov.transport import connect
+
+        return connect(target_for(host, RunOptions(), base_dir))
+
+    return factory
+
+
+class HostVerification:
+    def __init__(self, site: Site, host: Host, options: VerifyOptions, base_dir: Path) -> None:
+        self.site = site
+        self.host = host
+        self.options = options
+        self.base_dir = base_dir
+        self.endpoint = Endpoint(probe_address(host), host.name, options.connect_timeout)
+        self.results: list[CheckResult] = []
+        self.secrets: list[str] = []
+        self.trusted = not options.from_outside
+        self.position = "outside" if options.from_outside else "lan"
+        self.local_address: str | None = None
+        self.smtp_up = False
+        self.port_plan = {
+            p.service: p for p in expect.port_expectations(site, from_outside=options.from_outside)
+        }
+        self.domain = expect.mail_domain(site, host)
+        self.external = expect.external_domain(site, host)
+        user = expect.test_user(site)
+        self.user = user
+        self.creds: Credentials | None = None
+        self.no_creds = (
+            "the site has no user with a `password` secret reference (password_hash cannot log in)"
+        )
+        if user is not None and user.password is not None:
+            try:
+                self.creds = Credentials(user.login, resolve(user.password, base_dir))
+                self.secrets.extend(self.creds.encoded_forms())
+            except MailprovError as exc:
+                self.no_creds = f"no password for {user.login}: {exc}"
+        self.recipient = (
+            expect.delivery_recipient(site, host, user) if user is not None else f"postmaster@{self.domain}"
+        )
+
+    # -- bookkeeping ------------------------------------------------------------------------------------
+
+    def add(self, name: str, status: Status, detail: str) -> None:
+        self.results.append(CheckResult(self.host.name, name, status, detail))
+
+    def judge(self, name: str, ok: bool, good: str, bad: str) -> None:
+        self.add(name, "pass" if ok else "fail", good if ok else bad)
+
+    def skip_group(self, names: Sequence[str], reason: str) -> None:
+        for name in names:
+            self.add(name, "skip", reason)
+
+    def attempt(self, name: str, call: Callable[[], T]) -> T | None:
+        """Run a probe; a ProbeError becomes a failed check named `name`."""
+        try:
+            return call()
+        except ProbeError as exc:
+            self.add(name, "fail", str(exc))
+            return None
+
+    # -- where this client stands -----------------------------------------------------------------------
+
+    def client_position(self) -> None:
+        self.local_address = _source_address(self.endpoint.address)
+        nets = self.site.mynetworks
+        inside = self.local_address is not None and _in_networks(self.local_address, nets)
+        claimed = "outside mynetworks (--from-outside)" if self.options.from_outside else "inside mynetworks"
+        seen = f"this machine's address toward {self.endpoint.address} is {self.local_address or 'unknown'}"
+        if inside == self.trusted:
+            self.add("client.position", "pass", f"judging as a client {claimed}; {seen}")
+        else:
+            self.add(
+                "client.position",
+                "skip",
+                f"judging as a client {claimed}, but {seen}, which is {'in' if inside else 'not in'} "
+                f"mynetworks ({', '.join(nets)}): unless a NAT changes it, "
+                + ("run without --from-outside" if inside else "run with --from-outside"),
+            )
+
+    # -- SMTP on port 25 --------------------------------------------------------------------------------
+
+    def smtp(self) -> None:
+        site = self.site
+        names = [
+            "smtp.banner_names_host",
+            "smtp.starttls_offered",
+            "smtp.starttls_handshake",
+            "smtp.auth_before_tls",
+            "smtp.auth_offered_after_tls",
+            "smtp.auth_valid_password",
+            "smtp.auth_wrong_password",
+            "smtp.cert_names_host",
+            "smtp.cert_expiry",
+            *self._old_tls_names("smtp"),
+            "smtp.local_recipient_accepted",
+        ]
+        session = self.attempt("smtp.connect", lambda: probes.smtp_session(self.endpoint))
+        if session is None:
+            self.skip_group(names, "port 25 cannot be reached (see smtp.connect)")
+            return
+        self.smtp_up = session.banner.code == 220
+        self.judge(
+            "smtp.connect",
+            self.smtp_up,
+            f"port 25: {session.banner}",
+            f"port 25 greeted with {session.banner}",
+        )
+        if not self.smtp_up:
+            self.skip_group(names, "the SMTP server did not greet with 220")
+            return
+        announced = probes.banner_name(session.banner.text)
+        self.judge(
+            "smtp.banner_names_host",
+            announced.lower() == self.host.name,
+            f"the banner names {announced}",
+            f"the banner names {announced or 'nothing'}, not {self.host.name} (myhostname / smtpd_banner)",
+        )
+
+        if not site.tls.enabled:
+            self.skip_group(names[1:-1], "the site has TLS disabled (tls.enabled: false)")
+        else:
+            self._smtp_tls(session)
+        self._local_recipient()
+
+    def _smtp_tls(self, session: probes.SmtpSession) -> None:
+        site = self.site
+        offered = session.ehlo.offers("STARTTLS")
+        self.judge("smtp.starttls_offered", offered, "EHLO offers STARTTLS", "EHLO does not offer STARTTLS")
+        if session.tls is not None:
+            self.add("smtp.starttls_handshake", "pass", f"{session.tls.version}, {session.tls.cipher}")
+        else:
+            self.add(
+                "smtp.starttls_handshake",
+                "fail" if offered else "skip",
+                session.tls_error
+                or (f"STARTTLS answered {session.starttls}" if offered else "STARTTLS not offered"),
+            )
+
+        before = session.ehlo.auth_mechanisms
+        if not site.sasl.enabled:
+            self.judge(
+                "smtp.auth_before_tls",
+                not before,
+                "no AUTH offered (SASL is off in the site)",
+                f"AUTH {' '.join(sorted(before))} offered although the site has SASL off",
+            )
+        elif not site.tls.auth_only:
+            self.add(
+                "smtp.auth_before_tls", "skip", "tls.auth_only is false: the site allows AUTH without TLS"
+            )
+        else:
+            self.judge(
+                "smtp.auth_before_tls",
+                not before,
+                "EHLO before STARTTLS offers no AUTH",
+                f"AUTH {' '.join(sorted(before))} offered before STARTTLS: passwords can cross the "
+                "network in clear (smtpd_tls_auth_only)",
+            )
+
+        self._smtp_auth(session)
+        self._certificate("smtp", session.tls, expiry=True)
+        self._old_tls("smtp", lambda version: probes.smtp_tls_attempt(self.endpoint, version))
+
+    def _smtp_auth(self, session: probes.SmtpSession) -> None:
+        site = self.site
+        auth_names = ("smtp.auth_offered_after_tls", "smtp.auth_valid_password", "smtp.auth_wrong_password")
+        if not site.sasl.enabled:
+            self.skip_group(auth_names, "SASL is off in the site (sasl.enabled: false)")
+            return
+        if session.ehlo_tls is None:
+            self.skip_group(auth_names, "no TLS session (see smtp.starttls_handshake)")
+            return
+        wanted = {m.upper() for m in site.sasl.mechanisms}
+        offered = session.ehlo_tls.auth_mechanisms
+        missing = wanted - offered
+        self.judge(
+            "smtp.auth_offered_after_tls",
+            not missing,
+            f"after STARTTLS: AUTH {' '.join(sorted(offered))}",
+            f"after STARTTLS the server offers AUTH {' '.join(sorted(offered)) or 'nothing'}; "
+            f"missing {' '.join(sorted(missing))}",
+        )
+        if self.creds is None:
+            self.skip_group(auth_names[1:], self.no_creds)
+            return
+        mechanism = "PLAIN" if "PLAIN" in wanted else "LOGIN"
+        creds = self.creds
+        reply = self.attempt(
+            "smtp.auth_valid_password", lambda: probes.smtp_auth(self.endpoint, mechanism, creds)
+        )
+        if reply is not None:
+            self.judge(
+                "smtp.auth_valid_password",
+                reply.code == 235,
+                f"AUTH {mechanism} as {creds.user}: {reply}",
+                f"AUTH {mechanism} as {creds.user} with the site's password: {reply}",
+            )
+        wrong = Credentials(creds.user, Secret(_wrong_password(creds)))
+        reply = self.attempt(
+            "smtp.auth_wrong_password", lambda: probes.smtp_auth(self.endpoint, mechanism, wrong)
+        )
+        if reply is not None:
+            self.judge(
+                "smtp.auth_wrong_password",
+                reply.code == 535,
+                f"AUTH {mechanism} as {creds.user} with a wrong password: {reply}",
+                f"a wrong password for {creds.user} was answered {reply}, not 535",
+            )
+
+    def _certificate(self, prefix: str, tls: probes.TlsInfo | None, *, expiry: bool) -> None:
+        names = [f"{prefix}.cert_names_host", *([f"{prefix}.cert_expiry"] if expiry else [])]
+        if tls is None or not tls.cert_der:
+            self.skip_group(names, "no TLS session to read a certificate from")
+            return
+        try:
+            cert = parse_certificate(tls.cert_der)
+        except CertificateError as exc:
+            self.skip_group(names, str(exc))
+            return
+        shown = ", ".join(cert.names()) or cert.subject or "no name"
+        kind = "self-signed, " if cert.self_signed else ""
+        self.judge(
+            names[0],
+            certificate_names_host(cert, self.host.name),
+            f"{kind}issued to {shown}",
+            f"the certificate names {shown}, not {self.host.name}",
+        )
+        if expiry:
+            days = cert.days_left()
+            until = cert.not_after.date().isoformat()
+            if cert.not_before > datetime.now(UTC):
+                self.add(names[1], "fail", f"not valid before {cert.not_before.isoformat()}")
+            else:
+                self.judge(names[1], days >= 0, f"{days} days left (until {until})", f"expired on {until}")
+
+    def _old_tls_names(self, prefix: str) -> list[str]:
+        minimum = _OLD_TLS.index(self.site.tls.min_protocol)
+        return [f"{prefix}.tls_refuses_{_TLS_SUFFIX[v]}" for v in _OLD_TLS[:minimum]]
+
+    def _old_tls(self, prefix: str, attempt: Callable[[str], probes.TlsAttempt]) -> None:
+        minimum = _OLD_TLS.index(self.site.tls.min_protocol)
+        for version in _OLD_TLS[:minimum]:
+            name = f"{prefix}.tls_refuses_{_TLS_SUFFIX[version]}"
+            result = attempt(version)
+            status = _TLS_STATUS[result.outcome]
+            why = (
+                f" (the site's minimum is {self.site.tls.min_protocol})"
+                if result.outcome == "accepted"
+                else ""
+            )
+            self.add(name, status, f"{version}: {result.detail}{why}")
+
+    def _local_recipient(self) -> None:
+        """RCPT to a local user without DATA: a mail server must take its own domain's mail."""
+        name = "smtp.local_recipient_accepted"
+        sender = f"verify@{self.external}"
+        tx = self.attempt(
+            name, lambda: probes.smtp_transaction(self.endpoint, sender=sender, recipient=self.recipient)
+        )
+        if tx is None:
+            return
+        if tx.accepted:
+            self.add(name, "pass", f"RCPT TO:<{self.recipient}> from <{sender}>: {tx.final}")
+        elif tx.final.temporary:
+            self.add(
+                name, "pass", f"RCPT TO:<{self.recipient}> deferred ({tx.describe()}): a real sender retries"
+            )
+        else:
+            self.add(name, "fail", f"mail to <{self.recipient}> from <{sender}> is refused: {tx.describe()}")
+
+    # -- IMAPS / POP3S ----------------------------------------------------------------------------------
+
+    def implicit_tls(self) -> None:
+        for service, prefix in (("imaps", "imaps"), ("pop3s", "pop3s")):
+            plan = self.port_plan[service]
+            names = [f"{prefix}.cert_names_host", *self._old_tls_names(prefix)]
+            if not self.site.tls.enabled:
+                self.skip_group(names, "the site has TLS disabled")
+                continue
+            if not plan.expect_open:
+                self.skip_group(
+                    names, f"port {plan.port} is not expected to answer from here ({plan.reason})"
+                )
+                continue
+            port = plan.port
+            info = self.attempt(names[0], lambda port=port: probes.implicit_tls(self.endpoint, port))  # type: ignore[misc]
+            if info is None:
+                self.skip_group(names[1:], f"no TLS session on port {port}")
+                continue
+            self._certificate(prefix, info, expiry=False)
+            self._old_tls(prefix, lambda v, port=port: probes.implicit_tls_attempt(self.endpoint, port, v))  # type: ignore[misc]
+
+    # -- relaying ---------------------------------------------------------------------------------------
+
+    def relay(self) -> None:
+        variants = expect.relay_variants(self.host, self.external)
+        if self.trusted:
+            self.skip_group(
+                [name for name, _ in variants],
+                f"this client ({self.local_address or '?'}) is judged inside mynetworks, where relaying is "
+                "allowed by design: run with --from-outside from an untrusted address to test relaying",
+            )
+            return
+        sender = f"verify@{self.domain}"
+        for name, recipient in variants:
+            tx = self.attempt(
+                name,
+                lambda r=recipient: probes.smtp_transaction(self.endpoint, sender=sender, recipient=r),  # type: ignore[misc]
+            )
+            if tx is None:
+                continue
+            if tx.accepted:
+                self.add(
+                    name,
+                    "fail",
+                    f"OPEN RELAY: RCPT TO:<{recipient}> accepted without authentication: {tx.final}",
+                )
+            elif tx.final.permanent:
+                self.add(name, "pass", f"<{recipient}> refused at {tx.describe()}")
+            else:
+                self.add(
+                    name,
+                    "fail",
+                    f"<{recipient}> deferred, not refused ({tx.describe()}): a retry may be relayed",
+                )
+
+    # -- restrictions -----------------------------------------------------------------------------------
+
+    def restrictions(self) -> None:
+        self._helo_required()
+        sender_ok = f"verify@{self.domain}"
+        self._restriction(
+            "restrictions.non_fqdn_helo",
+            ("reject_non_fqdn_helo_hostname",),
+            helo="mailprov-verify",
+            sender=sender_ok,
+            marker="helo",
+        )
+        self._restriction(
+            "restrictions.non_fqdn_sender",
+            ("reject_non_fqdn_sender",),
+            helo=probes.PROBE_HELO,
+            sender="verify@nofqdn",
+            marker="sender",
+        )
+        rejecting = expect.rejecting_sender(self.site, self.external)
+        if rejecting is None:
+            self.add("restrictions.sender_access_reject", "skip", "sender_access has no REJECT entry")
+        else:
+            address, entry = rejecting
+            self._restriction(
+                "restrictions.sender_access_reject",
+                ("check_sender_access",),
+                helo=probes.PROBE_HELO,
+                sender=address,
+                marker="",
+                entry=entry.line(),
+            )
+
+    def _helo_required(self) -> None:
+        name = "restrictions.helo_required"
+        if not self.site.restrictions.helo_required:
+            self.add(name, "skip", "restrictions.helo_required is false")
+            return
+        if not self.smtp_up:
+            self.add(name, "skip", "port 25 cannot be reached")
+            return
+
+        def mail_without_helo() -> probes.SmtpReply:
+            with probes.SmtpClient(self.endpoint) as smtp:
+                return smtp.command("MAIL", f"FROM:<verify@{self.domain}>")
+
+        reply = self.attempt(name, mail_without_helo)
+        if reply is not None:
+            self.judge(
+                name,
+                reply.permanent,
+                f"MAIL before HELO refused: {reply}",
+                f"MAIL before HELO answered {reply} (smtpd_helo_required)",
+            )
+
+    def _restriction(
+        self, name: str, restriction: tuple[str, ...], *, helo: str, sender: str, marker: str, entry: str = ""
+    ) -> None:
+        reach = expect.restriction_reach(self.site, restriction, trusted=self.trusted)
+        if not reach.applies:
+            hint = "" if self.options.from_outside else "; run with --from-outside to judge untrusted clients"
+            self.add(name, "skip", f"does not apply to this client: {reach.reason}{hint}")
+            return
+        if not self.smtp_up:
+            self.add(name, "skip", "port 25 cannot be reached")
+            return
+        tx = self.attempt(
+            name,
+            lambda: probes.smtp_transaction(
+                self.endpoint, helo=helo, sender=sender, recipient=self.recipient
+            ),
+        )
+        if tx is None:
+            return
+        what = f"HELO {helo}, MAIL FROM:<{sender}>" + (f" (sender_access: {entry})" if entry else "")
+        if tx.final.permanent and marker in tx.final.text.lower():
+            self.add(name, "pass", f"{what}: refused at {tx.describe()}")
+        elif tx.final.permanent:
+            self.add(name, "fail", f"{what}: refused, but not by this restriction: {tx.describe()}")
+        else:
+            self.add(name, "fail", f"{what}: not refused ({tx.describe()}); {reach.reason}")
+
+    # -- ports ------------------------------------------------------------------------------------------
+
+    def ports(self) -> None:
+        plans = list(self.port_plan.values())
+        with ThreadPoolExecutor(max_workers=len(plans)) as pool:
+            states = list(pool.map(lambda p: probes.tcp_port(self.endpoint, p.port), plans))
+        for plan, state in zip(plans, states, strict=True):
+            name = f"ports.{plan.service}_from_{self.position}"
+            is_open = state.state == "open"
+            if state.state == "unreachable":
+                self.add(name, "fail", f"port {plan.port}: host unreachable ({state.detail})")
+            elif plan.expect_open:
+                self.judge(
+                    name,
+                    is_open,
+                    f"port {plan.port} open ({plan.reason})",
+                    f"port {plan.port} {state.state}: {state.detail}; expected open ({plan.reason})",
+                )
+            else:
+                self.judge(
+                    name,
+                    not is_open,
+                    f"port {plan.port} {state.state} ({plan.reason})",
+                    f"port {plan.port} is OPEN from here; expected refused or filtered ({plan.reason})",
+                )
+
+    # -- plaintext logins -------------------------------------------------------------------------------
+
+    def plaintext_logins(self) -> None:
+        for service, name, call in (
+            ("imap", "imap.plaintext_login_refused", probes.imap_plaintext_login),
+            ("pop3", "pop3.plaintext_login_refused", probes.pop3_plaintext_login),
+        ):
+            plan = self.port_plan[service]
+            if not plan.expect_open:
+                self.add(
+                    name, "skip", f"port {plan.port} is not expected to answer from here ({plan.reason})"
+                )
+                continue
+            trusted_by_dovecot = self._dovecot_trusts_us()
+            if trusted_by_dovecot:
+                self.add(name, "skip", trusted_by_dovecot)
+                continue
+            login = self.attempt(name, lambda call=call: call(self.endpoint))  # type: ignore[misc]
+            if login is None:
+                continue
+            caps = " ".join(sorted(login.capabilities)) or "none"
+            self.judge(
+                name,
+                login.refused,
+                f"login without TLS on port {plan.port} refused: {login.reply}",
+                f"port {plan.port} accepts a login without TLS (capabilities: {caps}; reply: {login.reply}): "
+                "passwords can cross the network in clear",
+            )
+
+    def _dovecot_trusts_us(self) -> str:
+        """Why Dovecot would treat this client as secured (empty when it would not)."""
+        ours = self.local_address
+        if ours is None:
+            return ""
+        if ours == self.endpoint.address or ipaddress.ip_address(ours).is_loopback:
+            return f"this client ({ours}) is the server's own address, which Dovecot treats as secured"
+        trusted = str(self.site.dovecot.extra.get("login_trusted_networks", "")).replace(",", " ").split()
+        if _in_networks(ours, trusted):
+            return f"this client ({ours}) is in Dovecot's login_trusted_networks, which counts as secured"
+        return ""
+
+    # -- on the host ------------------------------------------------------------------------------------
+
+    def on_host(self, factory: TransportFactory | None) -> Transport | None:
+        """SSH in, read the platform, render what the host should have, run the on-host checks."""
+        from mailprov.facts.probe import ProbeRequest, parse_probe, probe_script
+        from mailprov.render import render_host
+
+        try:
+            from mailprov.verify.hostchecks import host_checks
+        except ImportError as exc:
+            self.add("host.ssh", "skip", f"pytest-testinfra is needed for the on-host checks: {exc}")
+            return None
+        make = factory or default_transport_factory(self.base_dir)
+        try:
+            transport = make(self.host)
+        except MailprovError as exc:
+            self.add("host.ssh", "fail", str(exc))
+            return None
+        self.add("host.ssh", "pass", f"logged in over SSH to {self.host.ssh.address or self.host.name}")
+        try:
+            probe = transport.run_script(probe_script(ProbeRequest()), check=True, timeout=120)
+            rendered = render_host(
+                self.site, self.host, parse_probe(probe.stdout, self.host.name).platform, self.base_dir
+            )
+            self.results.extend(host_checks(self.site, rendered, transport))
+        except MailprovError as exc:
+            self.add("host.facts", "fail", str(exc))
+        return transport
+
+    # -- a real delivery --------------------------------------------------------------------------------
+
+    def delivery(self, transport: Transport | None) -> None:
+        names = ("delivery.smtp_accepted", "delivery.maildir", "delivery.imaps_read", "delivery.pop3s_read")
+        if not self.smtp_up:
+            self.skip_group(names, "port 25 cannot be reached")
+            return
+        user = self.user
+        if user is None:
+            self.skip_group(names, "the site has no user to deliver to")
+            return
+        auth: tuple[str, Credentials] | None = None
+        if not self.trusted:
+            if not self.site.sasl.enabled:
+                self.skip_group(names, "from outside, sending to a user needs SASL, which the site has off")
+                return
+            if self.creds is None:
+                self.skip_group(names, self.no_creds)
+                return
+            auth = ("PLAIN" if "plain" in self.site.sasl.mechanisms else "LOGIN", self.creds)
+        recipient_domain = self.recipient.rsplit("@", 1)[1]
+        if recipient_domain not in expect.local_domains(self.site, self.host):
+            self.skip_group(names, f"{recipient_domain} is not a local domain of {self.host.name}")
+            return
+        token = f"mailprov-verify-{secrets.token_hex(8)}"
+        sender = f"{user.login}@{self.domain}"
+        message = _test_message(sender, self.recipient, token, self.host.name)
+        tx = self.attempt(
+            names[0],
+            lambda: probes.smtp_transaction(
+                self.endpoint,
+                sender=sender,
+                recipient=self.recipient,
+                starttls=self.site.tls.enabled,
+                auth=auth,
+                message=message,
+            ),
+        )
+        if tx is None or not tx.accepted:
+            if tx is not None:
+                self.add(names[0], "fail", f"message to <{self.recipient}> not accepted: {tx.describe()}")
+            self.skip_group(names[1:], "the test message was not accepted")
+            return
+        how = "authenticated" if auth else "as a trusted client"
+        self.add(names[0], "pass", f"<{self.recipient}> ({how}): {tx.final}")
+        deadline = time.monotonic() + self.options.delivery_timeout
+        self._maildir(transport, user.login, token, deadline)
+        self._read_back(token, deadline)
+
+    def _maildir(self, transport: Transport | None, login: str, token: str, deadline: float) -> None:
+        name = "delivery.maildir"
+        if self.site.mailbox is not Mailbox.MAILDIR:
+            self.add(name, "skip", "the site delivers to mbox")
+            return
+        if transport is None:
+            self.add(name, "skip", "no SSH session (see host.ssh)")
+            return
+        from mailprov.verify.hostchecks import find_in_maildir
+
+        started = time.monotonic()
+        try:
+            found = _poll(lambda: find_in_maildir(transport, login, token), deadline)
+        except MailprovError as exc:
+            self.add(name, "fail", str(exc))
+            return
+        took = time.monotonic() - started
+        self.judge(
+            name,
+            bool(found),
+            f"in {found[0] if found else ''} after {took:.1f} s",
+            f"not in {login}'s Maildir after {self.options.delivery_timeout:g} s",
+        )
+
+    def _read_back(self, token: str, deadline: float) -> None:
+        creds = self.creds
+        protocols = self.site.dovecot.protocols
+        for proto, name, service in (
+            ("imap", "delivery.imaps_read", "imaps"),
+            ("pop3", "delivery.pop3s_read", "pop3s"),
+        ):
+            plan = self.port_plan[service]
+            if proto not in protocols:
+                self.add(name, "skip", f"{proto} is not in dovecot.protocols")
+                continue
+            if creds is None:
+                self.add(name, "skip", self.no_creds)
+                continue
+            if not plan.expect_open:
+                self.add(name, "skip", f"port {plan.port} is not expected to answer from here")
+                continue
+            # The last reader deletes the message, so a production mailbox keeps no test mail.
+            delete = proto == "pop3" or "pop3" not in protocols
+            finder = probes.imap_find if proto == "imap" else probes.pop3_find
+            search = functools.partial(finder, self.endpoint, creds, token, delete=delete)
+
+            def found(search: Callable[[], probes.MailboxSearch] = search) -> probes.MailboxSearch | None:
+                result = search()
+                return result if result.found or not result.logged_in else None
+
+            try:
+                result = _poll(found, deadline)
+            except ProbeError as exc:
+                self.add(name, "fail", str(exc))
+                continue
+            if result is None:
+                self.add(name, "fail", f"the test message did not show up over {service} as {creds.user}")
+            else:
+                self.judge(
+                    name,
+                    result.found,
+                    f"found as {creds.user} over {service}: {result.detail}",
+                    f"{service} as {creds.user}: {result.detail}",
+                )
+
+    # -- DNS --------------------------------------------------------------------------------------------
+
+    def dns(self) -> None:
+        needed = dns.needed_records(self.site, self.host)
+        names = ("dns.mx", "dns.a", "dns.ptr")
+        server = dns.system_nameserver()
+        if server is None:
+            self.skip_group(names, "no nameserver in /etc/resolv.conf; the site needs: " + " ; ".join(needed))
+            return
+        timeout = self.options.dns_timeout
+        try:
+            dns.check_resolver(server, timeout)
+            mx = dns.lookup(self.site.domain, "MX", server, timeout)
+        except dns.DnsUnavailable as exc:
+            for name, record in zip(names, [*needed, ""], strict=False):
+                self.add(
+                    name, "skip", f"{exc}; needed: {record}" if record else f"{exc}; no address to check"
+                )
+            return
+        targets = [v.split()[-1].lower().rstrip(".") for v in mx.values("MX")]
+        self.judge(
+            "dns.mx",
+            self.host.name in targets,
+            f"{needed[0]} (MX: {', '.join(mx.values('MX'))})",
+            f"{self.site.domain} MX is {', '.join(mx.values('MX')) or mx.rcode}; add: {needed[0]}",
+        )
+        address = dns.ip_literal(self.host.ssh.address)
+        rtype = "AAAA" if address and ":" in address else "A"
+        try:
+            a = dns.lookup(self.host.name, rtype, server, timeout)
+            values = a.values(rtype)
+            ok = address in values if address else bool(values)
+            self.judge(
+                "dns.a",
+                ok,
+                f"{needed[1]} ({rtype}: {', '.join(values)})",
+                f"{self.host.name} {rtype} is {', '.join(values) or a.rcode}; add: {needed[1]}",
+            )
+        except dns.DnsUnavailable as exc:
+            self.add("dns.a", "skip", f"{exc}; needed: {needed[1]}")
+        if address is None:
+            self.add("dns.ptr", "skip", "the site gives no IP address (ssh.address) to check a PTR for")
+            return
+        reverse = ipaddress.ip_address(address).reverse_pointer
+        try:
+            ptr = dns.lookup(reverse, "PTR", server, timeout)
+            names_back = [v.lower().rstrip(".") for v in ptr.values("PTR")]
+            self.judge(
+                "dns.ptr",
+                self.host.name in names_back,
+                needed[2],
+                f"{reverse} PTR is {', '.join(names_back) or ptr.rcode}; add: {needed[2]}",
+            )
+        except dns.DnsUnavailable as exc:
+            self.add("dns.ptr", "skip", f"{exc}; needed: {needed[2]}")
+
+
+# --- helpers ---------------------------------------------------------------------------------------------
+
+
+def _source_address(address: str) -> str | None:
+    """This machine's address on the route to `address` (a UDP connect sends no packet)."""
+    try:
+        infos = socket.getaddrinfo(address, 25, type=socket.SOCK_DGRAM)
+        family, _, _, _, sockaddr = infos[0]
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.connect(sockaddr)
+            return str(sock.getsockname()[0])
+    except (OSError, IndexError):
+        return None
+
+
+def _in_networks(address: str, networks: Sequence[str]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    for net in networks:
+        try:
+            if ip in ipaddress.ip_network(net, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def _wrong_password(creds: Credentials) -> str:
+    while True:
+        candidate = f"wrong-{secrets.token_hex(8)}"
+        if candidate != creds.password.reveal():
+            return candidate
+
+
+def _test_message(sender: str, recipient: str, token: str, host: str) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = recipient
+    msg["Subject"] = f"mailprov verify {token}"
+    msg["Message-ID"] = f"<{token}@{host}>"
+    msg["Date"] = formatdate(localtime=False)
+    msg.set_content(
+        "Sent by `mailprov verify` to prove delivery; it deletes this message after reading it.\n"
+    )
+    return msg.as_bytes(policy=email.policy.SMTP)
+
+
+def _poll(call: Callable[[], T], deadline: float) -> T:
+    """Call until the result is truthy or the deadline passes; the last result either way."""
+    while True:
+        result = call()
+        if result or time.monotonic() >= deadline:
+            return result
+        time.sleep(_POLL)
