@@ -73,9 +73,7 @@ def test_installed_entry_point(example_path: Path) -> None:
     script = Path(sys.executable).with_name("mailprov")
     if not script.exists():
         pytest.skip(f"no mailprov script beside {sys.executable}")
-    done = subprocess.run(
-        [str(script), "validate", str(example_path)], capture_output=True, text=True, check=False
-    )
+    done = subprocess.run([str(script), "validate", str(example_path)], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     done = subprocess.run(
         [str(script), "validate", "/nonexistent/site.yaml"], capture_output=True, text=True, check=False
@@ -143,9 +141,7 @@ def test_render_writes_files_and_reports_notes(tmp_path: Path, example_path: Pat
 
 def test_render_unknown_host_exits_2_and_writes_nothing(tmp_path: Path, example_path: Path) -> None:
     out = tmp_path / "out"
-    result = run(
-        "render", str(example_path), "--facts", "debian12", "--host", "mx.example.com", "--out", str(out)
-    )
+    result = run("render", str(example_path), "--facts", "debian12", "--host", "mx.example.com", "--out", str(out))
     assert result.exit_code == 2
     assert "no host named 'mx.example.com' (hosts: mail.example.com)" in result.output
     assert not out.exists()
@@ -198,12 +194,8 @@ def test_render_facts_file_round_trips_a_preset(tmp_path: Path, example_path: Pa
     facts = tmp_path / "facts.json"
     facts.write_text(json.dumps(PRESETS["debian13"].to_json()))
     for name, source in (("file", str(facts)), ("preset", "debian13")):
-        assert (
-            run("render", str(example_path), "--facts", source, "--out", str(tmp_path / name)).exit_code == 0
-        )
-    assert (tmp_path / "file/etc/postfix/main.cf").read_text() == (
-        tmp_path / "preset/etc/postfix/main.cf"
-    ).read_text()
+        assert run("render", str(example_path), "--facts", source, "--out", str(tmp_path / name)).exit_code == 0
+    assert (tmp_path / "file/etc/postfix/main.cf").read_text() == (tmp_path / "preset/etc/postfix/main.cf").read_text()
 
 
 def test_render_requires_facts_and_out(example_path: Path) -> None:

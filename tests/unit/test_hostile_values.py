@@ -54,9 +54,7 @@ HOSTILE: dict[str, str] = {
     "single quote": "'x",
     "braces": "{x}",
 }
-CONTROL = frozenset(
-    {"trailing newline", "newline + line", "carriage return", "NUL", "escape sequence", "tab", "DEL"}
-)
+CONTROL = frozenset({"trailing newline", "newline + line", "carriage return", "NUL", "escape sequence", "tab", "DEL"})
 SHELL = frozenset({"semicolon", "$(…)", "backticks", "pipe", "ampersand"})
 QUOTES = frozenset({"double quote", "single quote"})
 
@@ -154,9 +152,7 @@ FIELDS: list[Field] = [
     ),
     Field("restrictions.relay.*", ("restrictions", "relay", 0), "permit_mynetworks"),
     Field("restrictions.recipient.*", (*RBL, "reject_rbl_client"), "zen.spamhaus.org", reported=RBL),
-    Field(
-        "restrictions.recipient.*", (*RBL, "reject_rbl_client"), "zen.spamhaus.org=127.0.0.2", reported=RBL
-    ),
+    Field("restrictions.recipient.*", (*RBL, "reject_rbl_client"), "zen.spamhaus.org=127.0.0.2", reported=RBL),
     Field("restrictions.recipient.*", (*POLICY, "check_policy_service"), "postgrey", reported=POLICY),
     Field("restrictions.recipient.*", (*TABLE, "check_sender_access"), "sender_access", reported=TABLE),
     Field("restrictions.data.*", ("restrictions", "data", 0), "reject_unauth_pipelining"),
@@ -338,9 +334,7 @@ def _cli(*args: str) -> Any:
 
 # --- the matrix ----------------------------------------------------------------------------------------
 
-REJECTED = [
-    pytest.param(f, cls, id=f"{f.id}:{cls}") for f in FIELDS for cls in HOSTILE if cls not in f.allowed
-]
+REJECTED = [pytest.param(f, cls, id=f"{f.id}:{cls}") for f in FIELDS for cls in HOSTILE if cls not in f.allowed]
 # render refuses through the same loader: every field, with a config-line and a command injection
 RENDERED = [p for p in REJECTED if p.values[1] in ("newline + line", "$(…)")]
 ALLOWED = [pytest.param(f, cls, id=f"{f.id}:{cls}") for f in FIELDS for cls in sorted(f.allowed)]
@@ -459,9 +453,7 @@ def test_every_string_field_is_covered() -> None:
     ],
     ids=str,
 )
-def test_tricky_values_are_refused(
-    tmp_path: Path, example_text: str, path: tuple[str | int, ...], value: str
-) -> None:
+def test_tricky_values_are_refused(tmp_path: Path, example_text: str, path: tuple[str | int, ...], value: str) -> None:
     f = Field("n/a", path, value)
     site = _site_file(tmp_path, _template(example_text, f), value)
     result = _cli("validate", str(site.path))

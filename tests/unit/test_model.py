@@ -315,8 +315,7 @@ BAD = [
         "Postfix 2.2 name reject_invalid_hostname",
         (("    - reject_invalid_helo_hostname\n", "    - reject_invalid_hostname  #<\n"),),
         "restrictions.helo.2",
-        "unknown restriction 'reject_invalid_hostname' "
-        "(Postfix 2.3 renamed it: use reject_invalid_helo_hostname)",
+        "unknown restriction 'reject_invalid_hostname' (Postfix 2.3 renamed it: use reject_invalid_helo_hostname)",
     ),
     Bad(
         "Postfix 2.2 name reject_non_fqdn_hostname",
@@ -386,13 +385,9 @@ def test_rule_names_file_line_and_field(example_text: str, bad: Bad) -> None:
 
 def test_the_inline_password_is_never_repeated(example_text: str) -> None:
     for value in ("Tr0ub4dor&3", "'correct horse battery'"):
-        problems = _problems(
-            _edit(example_text, (("password: {env: MAILPROV_JOHN_PASSWORD}", f"password: {value}"),))
-        )
+        problems = _problems(_edit(example_text, (("password: {env: MAILPROV_JOHN_PASSWORD}", f"password: {value}"),)))
         assert value.strip("'") not in problems
-    problems = _problems(
-        _edit(example_text, (("password: {env: MAILPROV_JOHN_PASSWORD}", "password_hash: hunter2"),))
-    )
+    problems = _problems(_edit(example_text, (("password: {env: MAILPROV_JOHN_PASSWORD}", "password_hash: hunter2"),)))
     assert "hunter2" not in problems
 
 
@@ -447,9 +442,7 @@ def test_no_restrictions_at_all_is_not_an_open_relay(minimal_path: Path) -> None
 
 
 def test_a_sha512_password_hash_is_accepted(example_text: str) -> None:
-    text = _edit(
-        example_text, (("password: {env: MAILPROV_JOHN_PASSWORD}", f"password_hash: '{GOOD_HASH}'"),)
-    )
+    text = _edit(example_text, (("password: {env: MAILPROV_JOHN_PASSWORD}", f"password_hash: '{GOOD_HASH}'"),))
     assert parse_site(text, FILE).users[0].password_hash == GOOD_HASH
 
 

@@ -39,12 +39,8 @@ POSTCONF_EXEMPT: dict[str, str] = {}
 # translation to ssl_min_protocol fails on OpenSSL 3, which has no SSLv2 any more. Dovecot 2.2 itself
 # (CentOS 7, OpenSSL 1.0.2) reads `ssl_protocols = !SSLv2 !SSLv3 …` as documented.
 DOVECONF_2_0_EXEMPT = (
-    re.compile(
-        r"doveconf: Warning: NOTE: You can get a new clean config file with: doveconf -Pn > dovecot-new.conf"
-    ),
-    re.compile(
-        r"doveconf: Warning: Obsolete setting in \S+:\d+: ssl_protocols has been replaced by ssl_min_protocol"
-    ),
+    re.compile(r"doveconf: Warning: NOTE: You can get a new clean config file with: doveconf -Pn > dovecot-new.conf"),
+    re.compile(r"doveconf: Warning: Obsolete setting in \S+:\d+: ssl_protocols has been replaced by ssl_min_protocol"),
     re.compile(
         r"doveconf: Error: Could not find a minimum ssl_min_protocol setting from ssl_protocols = "
         r"!SSLv2 [!A-Za-z0-9. ]+: Unrecognized protocol 'SSLv2'"
@@ -84,9 +80,7 @@ INVENTORIES = Path(__file__).resolve().parents[2] / "inventories"
 def _site(variant: Variant, cert_dir: Path | None = None) -> Site:
     site = load_site(INVENTORIES / variant.inventory)
     if variant.services:
-        site = site.model_copy(
-            update={"postfix": site.postfix.model_copy(update={"submission": True, "smtps": True})}
-        )
+        site = site.model_copy(update={"postfix": site.postfix.model_copy(update={"submission": True, "smtps": True})})
     if cert_dir is not None:
         tls = {"cert_path": str(cert_dir / "cert.pem"), "key_path": str(cert_dir / "key.pem")}
         site = site.model_copy(update={"tls": site.tls.model_copy(update=tls)})

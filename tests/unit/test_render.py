@@ -116,9 +116,7 @@ def test_centos5_sasl_and_tls_use_the_guides_paths(example: Site) -> None:
     assert cf["smtpd_tls_auth_only"] == "yes"
     assert cf["smtpd_tls_loglevel"] == "1"
     assert cf["smtpd_tls_session_cache_timeout"] == "3600s"
-    assert (
-        cf["smtpd_tls_session_cache_database"] == "btree:/var/spool/postfix/smtpd_scache"
-    )  # no data_directory
+    assert cf["smtpd_tls_session_cache_database"] == "btree:/var/spool/postfix/smtpd_scache"  # no data_directory
     # 2.3/2.4 know only an inclusion list; neither `!` nor smtpd_tls_protocols exist yet
     assert "!" not in cf["smtpd_tls_mandatory_protocols"]
     assert "smtpd_tls_protocols" not in cf
@@ -334,9 +332,7 @@ def test_postfix_older_than_2_3_is_refused(example: Site) -> None:
 @pytest.mark.parametrize("preset", DEBIAN)
 def test_postgrey_on_debian_listens_on_ipv4_loopback(example: Site, preset: str) -> None:
     rendered = render(example, preset)
-    assert "check_policy_service inet:127.0.0.1:10023" in items(
-        main_cf(rendered)["smtpd_recipient_restrictions"]
-    )
+    assert "check_policy_service inet:127.0.0.1:10023" in items(main_cf(rendered)["smtpd_recipient_restrictions"])
     defaults = rendered.file("/etc/default/postgrey").content
     assert 'POSTGREY_OPTS="--inet=127.0.0.1:10023 --delay=300"' in defaults.splitlines()
 
@@ -344,9 +340,7 @@ def test_postgrey_on_debian_listens_on_ipv4_loopback(example: Site, preset: str)
 @pytest.mark.parametrize("preset", EL)
 def test_postgrey_on_el_uses_the_socket_in_postfixs_queue(example: Site, preset: str) -> None:
     rendered = render(example, preset)
-    assert "check_policy_service unix:postgrey/socket" in items(
-        main_cf(rendered)["smtpd_recipient_restrictions"]
-    )
+    assert "check_policy_service unix:postgrey/socket" in items(main_cf(rendered)["smtpd_recipient_restrictions"])
     lines = rendered.file("/etc/sysconfig/postgrey").content.splitlines()
     if PRESETS[preset].os_major < 7:
         assert 'OPTIONS="--unix=/var/spool/postfix/postgrey/socket --delay=300"' in lines
@@ -401,9 +395,7 @@ def test_firewalld_rules_on_el7_and_later(example: Site, preset: str) -> None:
 
 
 def test_ssh_from_limits_ssh_to_the_given_networks(example: Site) -> None:
-    site = example.model_copy(
-        update={"firewall": example.firewall.model_copy(update={"ssh_from": ("10.0.0.0/8",)})}
-    )
+    site = example.model_copy(update={"firewall": example.firewall.model_copy(update={"ssh_from": ("10.0.0.0/8",)})})
     v4 = _iptables(render(site, "debian12"), "v4")
     assert "-A MAILPROV -p tcp -s 10.0.0.0/8 -m tcp --dport 22 -j ACCEPT" in v4
     assert "-A MAILPROV -p tcp -m tcp --dport 22 -j ACCEPT" not in v4
