@@ -97,9 +97,7 @@ def bench_many(count: int) -> None:
     hosts, seconds = timed(lambda: lab.up("bookworm", count))
     figure(f"{count} hosts up at once (bookworm-1..{count})", f"{seconds:6.2f} s")
     time.sleep(2)  # let sshd settle after the readiness probes
-    per_host = [
-        memory_kib(netns_pids(host_network("bookworm", index).netns)) for index in range(1, count + 1)
-    ]
+    per_host = [memory_kib(netns_pids(host_network("bookworm", index).netns)) for index in range(1, count + 1)]
     pss = [p for p, _ in per_host]
     rss = [r for _, r in per_host]
     figure("memory per idle host, PSS (median)", f"{statistics.median(pss) / 1024:6.2f} MiB")
@@ -111,9 +109,7 @@ def bench_many(count: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rebuild", action="store_true", help="time fresh image builds (temporary cache)")
     parser.add_argument("--hosts", type=int, default=20, help="how many hosts to start at once")
     options = parser.parse_args()

@@ -149,9 +149,7 @@ def _start_all(paths: LabPaths, nets: list[HostNetwork], image: Path) -> list[st
         if isinstance(result, str):
             failures.append(result)
         else:
-            known_hosts.update_file(
-                paths.known_hosts, net.lan_address, known_hosts.key_lines(net.lan_address, result)
-            )
+            known_hosts.update_file(paths.known_hosts, net.lan_address, known_hosts.key_lines(net.lan_address, result))
     return failures
 
 

@@ -96,8 +96,7 @@ UseDNS no
 """
 
 _SUDOERS_ADMIN = (
-    "# mailprov lab: the non-root admin user may become root without a password.\n"
-    "admin ALL=(ALL:ALL) NOPASSWD: ALL\n"
+    "# mailprov lab: the non-root admin user may become root without a password.\nadmin ALL=(ALL:ALL) NOPASSWD: ALL\n"
 )
 
 _RESOLV_CONF = "# mailprov lab: hosts have no DNS (no outside network); glibc falls back to 127.0.0.1.\n"

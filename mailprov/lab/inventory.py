@@ -22,9 +22,7 @@ def _q(value: str) -> str:
     return json.dumps(value)
 
 
-def render_inventory(
-    entries: Sequence[InventoryEntry], *, root_key: str, known_hosts: str, outside_netns: str
-) -> str:
+def render_inventory(entries: Sequence[InventoryEntry], *, root_key: str, known_hosts: str, outside_netns: str) -> str:
     lines = [
         "# mailprov lab: running hosts. Written by `mailprov lab up/down`; edits are overwritten.",
         "# Each host's `ssh` block has the shape of a site.yaml host's `ssh` settings (log in as the",

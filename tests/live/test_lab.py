@@ -82,9 +82,7 @@ def test_host_firewall_drops_imap_from_outside_only(
 ) -> None:
     host, client = mail_host
     runner_rules_before = _runner_iptables()
-    rc, out, err = ssh_run(
-        client, f"iptables -A {_DROP_IMAP_FROM_OUTSIDE} && iptables -V && iptables -S INPUT"
-    )
+    rc, out, err = ssh_run(client, f"iptables -A {_DROP_IMAP_FROM_OUTSIDE} && iptables -V && iptables -S INPUT")
     assert rc == 0, err
     try:
         assert "nf_tables" in out  # Debian's default iptables (nft) works inside a host's namespace

@@ -25,9 +25,7 @@ def test_down_off_linux_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
         lab.down()
 
 
-@pytest.mark.parametrize(
-    ("distro", "count", "message"), [("sid", 1, "unknown lab distro"), ("trixie", 0, "1..99")]
-)
+@pytest.mark.parametrize(("distro", "count", "message"), [("sid", 1, "unknown lab distro"), ("trixie", 0, "1..99")])
 def test_bad_arguments_are_refused_before_anything_runs(distro: str, count: int, message: str) -> None:
     with pytest.raises(LabError, match=message):
         lab.up(distro, count)
@@ -46,9 +44,7 @@ def test_a_missing_tool_points_at_the_prereqs_script() -> None:
 def test_a_failing_build_step_shows_the_log_tail(tmp_path: Path) -> None:
     log = tmp_path / "build.log"
     log.write_text("")
-    with pytest.raises(
-        LabError, match=r"(?s)debootstrap trixie failed \(exit 1\); full log: .*E: Couldn't download"
-    ):
+    with pytest.raises(LabError, match=r"(?s)debootstrap trixie failed \(exit 1\); full log: .*E: Couldn't download"):
         images._logged(
             ["sh", "-c", 'echo I: Retrieving; echo "E: Couldn\'t download packages"; exit 1'],
             log=log,

@@ -57,9 +57,7 @@ def test_the_repository_has_what_mailprov_installs() -> None:
         "iptables-persistent",
         "exim4-daemon-light",
     } <= packages
-    assert not any(
-        {"postfix", "exim4-daemon-light"} <= set(group) for group in REPO_PACKAGE_GROUPS
-    )  # they conflict
+    assert not any({"postfix", "exim4-daemon-light"} <= set(group) for group in REPO_PACKAGE_GROUPS)  # they conflict
 
 
 def test_unknown_distro_is_refused() -> None:

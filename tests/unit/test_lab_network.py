@@ -41,9 +41,7 @@ def test_host_names_parse_back() -> None:
     assert parse_host_name("trixie-12") == host_network("trixie", 12)
 
 
-@pytest.mark.parametrize(
-    "name", ["outside", "bookworm", "bookworm-0", "bookworm-01", "bookworm-100", "sid-1"]
-)
+@pytest.mark.parametrize("name", ["outside", "bookworm", "bookworm-0", "bookworm-01", "bookworm-100", "sid-1"])
 def test_other_names_are_not_lab_hosts(name: str) -> None:
     with pytest.raises(LabError, match="not a lab host name"):
         parse_host_name(name)
