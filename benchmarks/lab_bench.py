@@ -112,7 +112,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rebuild", action="store_true", help="time fresh image builds (temporary cache)")
     parser.add_argument("--hosts", type=int, default=20, help="how many hosts to start at once")
+    parser.add_argument("--force", action="store_true", help="run even while other processes use the lab")
     options = parser.parse_args()
+    others = lab.in_use_by_others()
+    if others and not options.force:
+        raise SystemExit(f"processes {others} are using the lab and this benchmark takes it down; --force to run")
     try:
         bench_image_builds(options.rebuild)
         bench_single_up()

@@ -39,6 +39,7 @@ from mailprov.lab.network import (
     teardown_lab_networks,
 )
 from mailprov.lab.paths import LabPaths
+from mailprov.lab.users import other_users, register_user
 
 Progress = Callable[[str], None] | None
 
@@ -78,6 +79,7 @@ def up(distro: str = "bookworm", count: int = 1, progress: Progress = None) -> l
     image = images.ensure_image(distro, progress, paths)
     nets = [host_network(distro, index) for index in range(1, count + 1)]
     with exclusive_lock(paths.lock):
+        register_user(paths)
         _ensure_lab_key(paths)
         ensure_lab_networks()
         to_start = [net for net in nets if not is_running(paths, net)]
@@ -88,6 +90,14 @@ def up(distro: str = "bookworm", count: int = 1, progress: Progress = None) -> l
         if failures:
             raise LabError("\n".join(failures))
         return [_lab_host(paths, net) for net in nets]
+
+
+def in_use_by_others() -> list[int]:
+    """PIDs of other live processes (test sessions, scripts) that brought lab hosts up and may still use them.
+
+    Call before an automatic clean-up: `down()` stops every host, whoever started it.
+    """
+    return other_users()
 
 
 def status() -> list[LabHost]:

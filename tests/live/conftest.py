@@ -11,8 +11,10 @@ Hosts
                                index per module that changes its host (3..99).
     lab_session                the `mailprov.lab` module; brings the lab down at the end of the session
                                unless MAILPROV_LAB_KEEP=1 (then the hosts stay up for a look) or another
-                               pytest session on this machine is still using the lab (each session holds
-                               a lease file while it runs; the last one out takes the lab down).
+                               live process on this machine brought lab hosts up and still runs
+                               (`lab.in_use_by_others()`: every process that calls up() holds a lease
+                               until it exits; the last session out takes the lab down).
+    other_lab_sessions()       those other processes' PIDs.
 
 Reaching hosts
     lab_ssh(host, user="root") a connected paramiko.SSHClient, closed after the test. Host keys are checked
@@ -43,7 +45,6 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -52,7 +53,7 @@ import pytest
 
 from mailprov import lab
 from mailprov.lab import LabHost
-from mailprov.lab.paths import LabPaths
+from mailprov.lab.users import release as release_lab_lease
 
 LAB_MODULE_THAT_STOPS_THE_LAB = "test_zz_lab_down.py"
 
@@ -75,40 +76,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: item.path.name == LAB_MODULE_THAT_STOPS_THE_LAB)
 
 
-def _lease_dir() -> Path:
-    return LabPaths.from_env().state / "pytest-sessions"
-
-
-def other_sessions_using_the_lab() -> list[int]:
-    """PIDs of other live pytest sessions that hold a lab lease (several engineers share one machine)."""
-    folder = _lease_dir()
-    leases = list(folder.iterdir()) if folder.is_dir() else []
-    others = []
-    for lease in leases:
-        pid = int(lease.name) if lease.name.isdigit() else 0
-        if pid == os.getpid():
-            continue
-        if pid and Path(f"/proc/{pid}").exists():
-            others.append(pid)
-        else:
-            lease.unlink(missing_ok=True)  # its session is gone
-    return others
-
-
 @pytest.fixture(scope="session")
 def lab_session() -> Iterator[ModuleType]:
     reason = _why_no_lab()
     if reason is not None:
         pytest.skip(reason)
-    lease = _lease_dir() / str(os.getpid())
-    lease.parent.mkdir(parents=True, exist_ok=True)
-    lease.touch()
-    try:
-        yield lab
-    finally:
-        lease.unlink(missing_ok=True)
-        if os.environ.get("MAILPROV_LAB_KEEP") != "1" and not other_sessions_using_the_lab():
-            lab.down()
+    yield lab
+    release_lab_lease()
+    if os.environ.get("MAILPROV_LAB_KEEP") != "1" and not lab.in_use_by_others():
+        lab.down()
 
 
 @pytest.fixture(scope="session")
@@ -253,4 +229,4 @@ def outside_tcp_open(outside_netns: str) -> Callable[..., bool]:
 
 @pytest.fixture(scope="session")
 def other_lab_sessions() -> Callable[[], list[int]]:
-    return other_sessions_using_the_lab
+    return lab.in_use_by_others

@@ -34,7 +34,9 @@ def _mounts_under(*folders: Path) -> list[str]:
 
 
 def _live_lab_processes(state: Path) -> list[str]:
-    """Processes (not zombies) chrooted under the lab, or whose command line names the lab's folders."""
+    """Processes (not zombies) chrooted under the lab, or the lab's launchers (an unshare naming its folder).
+
+    Clients on the runner that merely use the lab's key (someone's `ssh -i .../id_ed25519`) do not count."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -45,7 +47,8 @@ def _live_lab_processes(state: Path) -> list[str]:
             root = os.readlink(entry / "root")
         except OSError:
             continue
-        if state_letter != "Z" and (str(state) in cmdline or root.startswith(str(state))):
+        is_launcher = cmdline.startswith("unshare ") and str(state) in cmdline
+        if state_letter != "Z" and (is_launcher or root.startswith(str(state))):
             found.append(f"{entry.name}: {cmdline[:100]}")
     return found
 
