@@ -8,7 +8,11 @@
 
 <d> is the distro's number (bookworm 1, trixie 2) and <i> the host's index. The runner sits on the trusted
 LAN; a client in mplab-outside reaches a host's LAN address from 10.232.0.1, which is outside that LAN.
-Nothing here touches the runner's existing links, addresses, routes, sysctls or firewall.
+Nothing here touches the runner's existing links, addresses, routes, sysctls or firewall. One thing is
+added and deliberately kept after `down`: "unreachable" routes for the lab's two ranges at a high metric
+(the route guard). While the lab is up, mplab0's connected route wins; once it is gone, a client that still
+talks to a lab address gets "no route to host" at once instead of its packets leaving through the runner's
+default route for the real network.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ OUTSIDE_GATEWAY = "10.232.0.1"
 PREFIX_LENGTH = 16
 NETNS_PREFIX = "mplab-"
 ROOT_VETH_PREFIXES = ("mpl",)  # every lab link in the runner's namespace starts so (mplab0, mpl1-3 ...)
+LAB_RANGES = ("10.231.0.0/16", "10.232.0.0/16")
+GUARD_METRIC = "4242"  # above any connected route (0), so it only applies when the lab is down
 
 DISTRO_NUMBERS = {"bookworm": 1, "trixie": 2}
 MAX_HOSTS_PER_DISTRO = 99
@@ -138,8 +144,24 @@ def _addresses(name: str, netns: str | None = None) -> str:
 # --- creating --------------------------------------------------------------------------------------------
 
 
+def ensure_route_guard() -> None:
+    """Lab addresses never route to the real network, lab up or down (see the module docstring)."""
+    for lab_range in LAB_RANGES:
+        run(
+            ["ip", "route", "replace", "unreachable", lab_range, "metric", GUARD_METRIC],
+            what=f"guard route for {lab_range}",
+        )
+
+
+def close_runner_connections_to_the_lab() -> None:
+    """Abort the runner's TCP connections to lab addresses, so none retransmits once the bridge is gone."""
+    for lab_range in LAB_RANGES:
+        run(["ss", "--kill", "--tcp", "dst", lab_range], what=f"close connections to {lab_range}", check=False)
+
+
 def ensure_lab_networks() -> None:
     """The LAN bridge and the outside namespace; each step skipped when already there (half-built is fine)."""
+    ensure_route_guard()
     if not _link_exists(LAN_BRIDGE):
         run(["ip", "link", "add", LAN_BRIDGE, "type", "bridge"], what="create the lab LAN bridge")
     _quiet_ipv6(LAN_BRIDGE)
@@ -234,6 +256,8 @@ def delete_host_network(net: HostNetwork) -> None:
 
 def teardown_lab_networks() -> None:
     """Every lab namespace, veth and bridge; the caller has stopped the hosts' processes first."""
+    ensure_route_guard()  # first: from here on nothing may fall through to the default route
+    close_runner_connections_to_the_lab()
     for netns in lab_netns_names():
         run(["ip", "netns", "delete", netns], what=f"delete {netns}")
     for link in root_lab_links():

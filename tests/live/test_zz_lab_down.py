@@ -87,3 +87,7 @@ def test_down_leaves_nothing_even_after_a_half_finished_run(
     assert "10.231." not in paths.known_hosts.read_text()
     assert "hosts: []" in paths.inventory.read_text()
     assert lab.status() == []
+    # The route guard stays: lab addresses fail locally instead of leaving through the default route.
+    for address in ("10.231.1.1", "10.232.1.1"):
+        probe = subprocess.run(["ip", "route", "get", address], capture_output=True, text=True, check=False)
+        assert probe.returncode != 0 and "No route to host" in probe.stderr, probe
