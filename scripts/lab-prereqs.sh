@@ -38,4 +38,9 @@ fi
 if ! grep -qw overlay /proc/filesystems && ! modprobe -n overlay >/dev/null 2>&1; then
     echo "lab-prereqs: warning: no overlayfs in this kernel (the lab needs it)" >&2
 fi
+# Route guard (the lab adds it too, and keeps it after `down`): traffic for the lab's ranges fails locally
+# whenever the lab bridge is absent, instead of leaving through the default route for the real network.
+for lab_range in 10.231.0.0/16 10.232.0.0/16; do
+    ip route replace unreachable "$lab_range" metric 4242
+done
 echo "lab-prereqs: ok"
