@@ -39,7 +39,7 @@ from mailprov.lab.network import (
     teardown_lab_networks,
 )
 from mailprov.lab.paths import LabPaths
-from mailprov.lab.users import other_users, register_user
+from mailprov.lab.users import other_users, register_user, release
 
 Progress = Callable[[str], None] | None
 
@@ -126,6 +126,7 @@ def down(progress: Progress = None) -> None:
         unmount_all_under(paths.hosts)
         teardown_lab_networks()
         known_hosts.forget(paths.known_hosts, [net.lan_address for net in nets])
+        release(paths)
         if paths.state.is_dir():
             _write_inventory(paths)
 
