@@ -143,7 +143,8 @@ def _validation(d: Dialect, files: list[RenderedFile], roles: set[Role]) -> list
                 lines.append(f"cp -p {quote(f.path + '.mailprov-new')} $STAGE/postfix/{quote(name)}")
         lines += [
             "OUT=$(postfix -c $STAGE/postfix check 2>&1) || fail postfix check: $OUT",
-            '[ -z "$OUT" ] || fail postfix check: $OUT',
+            # Debian's postfix-script reports copying chroot files ("updating /etc/hosts => …"): not a problem.
+            'case "$OUT" in *arning*|*atal*|*rror*) fail postfix check: $OUT;; esac',
             "OUT=$(postconf -c $STAGE/postfix -n 2>&1 >/dev/null)",
             '[ -z "$OUT" ] || fail postconf: $OUT',
         ]
