@@ -1,0 +1,153 @@
+"""plan and apply against real lab hosts (Debian 12 and 13) over SSH: converge, stay converged, change
+exactly what the site says, refuse a broken config without touching the live one, refuse a wrong host key.
+
+The tests in this module run in order on their own hosts (bookworm-3, trixie-3).
+"""
+
+from __future__ import annotations
+
+import imaplib
+import os
+import re
+import ssl
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.live
+
+ROOT = Path(__file__).resolve().parents[2]
+MAILPROV = [sys.executable, "-m", "mailprov.cli"]
+PASSWORD = "Live-john-pw-42"
+ALICE_PASSWORD = "Live-alice-pw-43"
+HOSTS = {"bookworm": "mx1.example.test", "trixie": "mx2.example.test"}
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "MAILPROV_JOHN_PASSWORD": PASSWORD, "MAILPROV_ALICE_PASSWORD": ALICE_PASSWORD,
+                **(env or {})}  # fmt: skip
+    return subprocess.run([*MAILPROV, *args], capture_output=True, text=True, cwd=ROOT, env=full_env, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def hosts(lab_host_at: Callable[[str, int], Any]) -> dict[str, Any]:
+    return {distro: lab_host_at(distro, 3) for distro in HOSTS}
+
+
+@pytest.fixture(scope="module")
+def site(hosts: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    text = (ROOT / "inventories" / "lab.yaml").read_text()
+    text = text.replace("10.231.1.1", hosts["bookworm"].address).replace("10.231.2.1", hosts["trixie"].address)
+    path = tmp_path_factory.mktemp("site") / "site.yaml"
+    path.write_text(text)
+    return path
+
+
+def root_run(lab_connect: Callable[..., Any], host: Any, command: str) -> str:
+    client = lab_connect(host)
+    _, stdout, stderr = client.exec_command(command)
+    out = stdout.read().decode()
+    stderr.read()
+    client.close()
+    return out
+
+
+def pids(lab_connect: Callable[..., Any], host: Any) -> str:
+    return root_run(lab_connect, host, "cat /var/spool/postfix/pid/master.pid /run/dovecot/master.pid | tr -d ' '")
+
+
+def test_first_apply_converges_both_hosts(site: Path, hosts: dict[str, Any], lab_connect: Callable[..., Any]) -> None:
+    result = run_cli("apply", str(site), "--yes")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert PASSWORD not in result.stdout + result.stderr
+    for host in hosts.values():
+        state = root_run(
+            lab_connect, host,
+            "stat -c '%U %G %a %n' /etc/postfix/main.cf /etc/dovecot/dovecot.conf /etc/ssl/private/*.key "
+            "/home/john/Maildir /home/john/Maildir/new; iptables -S MAILPROV | head -3; "
+            "iptables -C INPUT -j MAILPROV && echo hooked; grep -c MAILPROV /etc/iptables/rules.v4; "
+            "postfix status; service dovecot status; postmap -q junk@spam.com hash:/etc/postfix/sender_access",
+        )  # fmt: skip
+        assert "root root 644 /etc/postfix/main.cf" in state
+        assert re.search(r"root root 600 /etc/ssl/private/mx\d\.example\.test\.key", state)
+        assert "john john 700 /home/john/Maildir\n" in state
+        assert "john john 700 /home/john/Maildir/new" in state
+        assert "-A MAILPROV -i lo -j ACCEPT" in state and "hooked" in state
+        assert "is running" in state
+        assert "REJECT" in state  # the sender_access map answers
+
+
+def test_second_run_changes_and_restarts_nothing(site: Path, hosts: dict[str, Any],
+                                                 lab_connect: Callable[..., Any]) -> None:  # fmt: skip
+    before = {d: pids(lab_connect, h) for d, h in hosts.items()}
+    plan = run_cli("plan", str(site))
+    assert plan.returncode == 0, plan.stdout
+    assert "no changes" in plan.stdout
+    again = run_cli("apply", str(site), "--yes")
+    assert again.returncode == 0, again.stdout
+    assert {d: pids(lab_connect, h) for d, h in hosts.items()} == before
+
+
+def test_site_change_shows_exactly_and_applies(site: Path, hosts: dict[str, Any],
+                                               lab_connect: Callable[..., Any], tmp_path: Path) -> None:  # fmt: skip
+    text = site.read_text()
+    text = text.replace("aliases:\n  root: [john]", "aliases:\n  root: [john]\n  sales: [john]")
+    text = text.replace("  - {pattern: junk@spam.com, action: REJECT}\n", "")
+    text = text.replace(
+        "    aliases: [jsmith, j.smith]\n",
+        "    aliases: [jsmith, j.smith]\n  - login: alice\n    full_name: Alice\n"
+        "    password: {env: MAILPROV_ALICE_PASSWORD}\n",
+    )
+    changed = tmp_path / "site.yaml"
+    changed.write_text(text)
+    plan = run_cli("plan", str(changed), "--json")
+    assert plan.returncode == 2, plan.stdout + plan.stderr
+    assert ALICE_PASSWORD not in plan.stdout
+    for line in ["+sales: john", "-junk@spam.com REJECT", "user alice: create"]:
+        assert line in plan.stdout
+    result = run_cli("apply", str(changed), "--yes")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for host in hosts.values():
+        out = root_run(lab_connect, host,
+                       "postmap -q junk@spam.com hash:/etc/postfix/sender_access; echo rc=$?; "
+                       "postalias -q sales hash:/etc/aliases")  # fmt: skip
+        assert "rc=1" in out and "john" in out
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        with imaplib.IMAP4_SSL(host.address, 993, ssl_context=context, timeout=10) as imap:
+            assert imap.login("alice", ALICE_PASSWORD)[0] == "OK"
+
+
+def test_rejected_config_leaves_live_files_untouched(site: Path, hosts: dict[str, Any],
+                                                     lab_connect: Callable[..., Any], tmp_path: Path) -> None:  # fmt: skip
+    host = hosts["bookworm"]
+    before = root_run(lab_connect, host, "md5sum /etc/postfix/main.cf /etc/dovecot/dovecot.conf")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(site.read_text() + "postfix:\n  extra:\n    no_such_parameter_at_all: 'yes'\n")
+    result = run_cli("apply", str(broken), "--yes", "--host", HOSTS["bookworm"])
+    assert result.returncode == 1
+    assert "validate-postfix" in result.stdout and "no_such_parameter_at_all" in result.stdout
+    assert root_run(lab_connect, host, "md5sum /etc/postfix/main.cf /etc/dovecot/dovecot.conf") == before
+    with __import__("smtplib").SMTP(host.address, 25, timeout=10) as smtp:
+        assert smtp.ehlo()[0] == 250
+
+
+def test_changed_host_key_is_refused(site: Path, hosts: dict[str, Any], tmp_path: Path) -> None:
+    host = hosts["bookworm"]
+    key = tmp_path / "other"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    known = tmp_path / "known_hosts"
+    known.write_text(f"{host.address} {(key.with_suffix('.pub')).read_text().split()[0]} "
+                     f"{(key.with_suffix('.pub')).read_text().split()[1]}\n")  # fmt: skip
+    text = site.read_text().replace("/var/lib/mailprov-lab/known_hosts", str(known))
+    other = tmp_path / "site.yaml"
+    other.write_text(text)
+    result = run_cli("plan", str(other), "--host", HOSTS["bookworm"])
+    assert result.returncode == 1
+    assert "known_hosts" in (result.stdout + result.stderr)
+    assert "Traceback" not in result.stderr
