@@ -94,12 +94,14 @@ def test_second_run_changes_and_restarts_nothing(site: Path, hosts: dict[str, An
 
 def test_site_change_shows_exactly_and_applies(site: Path, hosts: dict[str, Any],
                                                lab_connect: Callable[..., Any], tmp_path: Path) -> None:  # fmt: skip
+    # Accounts are never removed by mailprov, so a fresh name keeps this test re-runnable on a kept lab.
+    login = f"alice{os.getpid() % 100000}"
     text = site.read_text()
     text = text.replace("aliases:\n  root: [john]", "aliases:\n  root: [john]\n  sales: [john]")
     text = text.replace("  - {pattern: junk@spam.com, action: REJECT}\n", "")
     text = text.replace(
         "    aliases: [jsmith, j.smith]\n",
-        "    aliases: [jsmith, j.smith]\n  - login: alice\n    full_name: Alice\n"
+        f"    aliases: [jsmith, j.smith]\n  - login: {login}\n    full_name: Alice\n"
         "    password: {env: MAILPROV_ALICE_PASSWORD}\n",
     )
     changed = tmp_path / "site.yaml"
@@ -107,7 +109,7 @@ def test_site_change_shows_exactly_and_applies(site: Path, hosts: dict[str, Any]
     plan = run_cli("plan", str(changed), "--json")
     assert plan.returncode == 2, plan.stdout + plan.stderr
     assert ALICE_PASSWORD not in plan.stdout
-    for line in ["+sales: john", "-junk@spam.com REJECT", "user alice: create"]:
+    for line in ["+sales: john", "-junk@spam.com REJECT", f"user {login}: create"]:
         assert line in plan.stdout
     result = run_cli("apply", str(changed), "--yes")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -120,7 +122,7 @@ def test_site_change_shows_exactly_and_applies(site: Path, hosts: dict[str, Any]
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         with imaplib.IMAP4_SSL(host.address, 993, ssl_context=context, timeout=10) as imap:
-            assert imap.login("alice", ALICE_PASSWORD)[0] == "OK"
+            assert imap.login(login, ALICE_PASSWORD)[0] == "OK"
 
 
 def test_rejected_config_leaves_live_files_untouched(site: Path, hosts: dict[str, Any],
