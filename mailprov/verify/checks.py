@@ -97,7 +97,11 @@ def verify_host(
     run.restrictions()
     run.ports()
     run.plaintext_logins()
-    transport = run.on_host(transport_factory) if options.host_checks else None
+    transport = None
+    if options.host_checks:
+        transport = run.on_host(transport_factory)
+    else:
+        run.add("host.ssh", "skip", "the on-host checks were turned off")
     try:
         run.delivery(transport)
     finally:
@@ -135,17 +139,13 @@ class HostVerification:
         self.position = "outside" if options.from_outside else "lan"
         self.local_address: str | None = None
         self.smtp_up = False
-        self.port_plan = {
-            p.service: p for p in expect.port_expectations(site, from_outside=options.from_outside)
-        }
+        self.port_plan = {p.service: p for p in expect.port_expectations(site, from_outside=options.from_outside)}
         self.domain = expect.mail_domain(site, host)
         self.external = expect.external_domain(site, host)
         user = expect.test_user(site)
         self.user = user
         self.creds: Credentials | None = None
-        self.no_creds = (
-            "the site has no user with a `password` secret reference (password_hash cannot log in)"
-        )
+        self.no_creds = "the site has no user with a `password` secret reference (password_hash cannot log in)"
         if user is not None and user.password is not None:
             try:
                 self.creds = Credentials(user.login, resolve(user.password, base_dir))
@@ -250,8 +250,7 @@ class HostVerification:
             self.add(
                 "smtp.starttls_handshake",
                 "fail" if offered else "skip",
-                session.tls_error
-                or (f"STARTTLS answered {session.starttls}" if offered else "STARTTLS not offered"),
+                session.tls_error or (f"STARTTLS answered {session.starttls}" if offered else "STARTTLS not offered"),
             )
 
         before = session.ehlo.auth_mechanisms
@@ -263,9 +262,7 @@ class HostVerification:
                 f"AUTH {' '.join(sorted(before))} offered although the site has SASL off",
             )
         elif not site.tls.auth_only:
-            self.add(
-                "smtp.auth_before_tls", "skip", "tls.auth_only is false: the site allows AUTH without TLS"
-            )
+            self.add("smtp.auth_before_tls", "skip", "tls.auth_only is false: the site allows AUTH without TLS")
         else:
             self.judge(
                 "smtp.auth_before_tls",
@@ -303,9 +300,7 @@ class HostVerification:
             return
         mechanism = "PLAIN" if "PLAIN" in wanted else "LOGIN"
         creds = self.creds
-        reply = self.attempt(
-            "smtp.auth_valid_password", lambda: probes.smtp_auth(self.endpoint, mechanism, creds)
-        )
+        reply = self.attempt("smtp.auth_valid_password", lambda: probes.smtp_auth(self.endpoint, mechanism, creds))
         if reply is not None:
             self.judge(
                 "smtp.auth_valid_password",
@@ -314,9 +309,7 @@ class HostVerification:
                 f"AUTH {mechanism} as {creds.user} with the site's password: {reply}",
             )
         wrong = Credentials(creds.user, Secret(_wrong_password(creds)))
-        reply = self.attempt(
-            "smtp.auth_wrong_password", lambda: probes.smtp_auth(self.endpoint, mechanism, wrong)
-        )
+        reply = self.attempt("smtp.auth_wrong_password", lambda: probes.smtp_auth(self.endpoint, mechanism, wrong))
         if reply is not None:
             self.judge(
                 "smtp.auth_wrong_password",
@@ -361,28 +354,20 @@ class HostVerification:
             name = f"{prefix}.tls_refuses_{_TLS_SUFFIX[version]}"
             result = attempt(version)
             status = _TLS_STATUS[result.outcome]
-            why = (
-                f" (the site's minimum is {self.site.tls.min_protocol})"
-                if result.outcome == "accepted"
-                else ""
-            )
+            why = f" (the site's minimum is {self.site.tls.min_protocol})" if result.outcome == "accepted" else ""
             self.add(name, status, f"{version}: {result.detail}{why}")
 
     def _local_recipient(self) -> None:
         """RCPT to a local user without DATA: a mail server must take its own domain's mail."""
         name = "smtp.local_recipient_accepted"
         sender = f"verify@{self.external}"
-        tx = self.attempt(
-            name, lambda: probes.smtp_transaction(self.endpoint, sender=sender, recipient=self.recipient)
-        )
+        tx = self.attempt(name, lambda: probes.smtp_transaction(self.endpoint, sender=sender, recipient=self.recipient))
         if tx is None:
             return
         if tx.accepted:
             self.add(name, "pass", f"RCPT TO:<{self.recipient}> from <{sender}>: {tx.final}")
         elif tx.final.temporary:
-            self.add(
-                name, "pass", f"RCPT TO:<{self.recipient}> deferred ({tx.describe()}): a real sender retries"
-            )
+            self.add(name, "pass", f"RCPT TO:<{self.recipient}> deferred ({tx.describe()}): a real sender retries")
         else:
             self.add(name, "fail", f"mail to <{self.recipient}> from <{sender}> is refused: {tx.describe()}")
 
@@ -396,9 +381,7 @@ class HostVerification:
                 self.skip_group(names, "the site has TLS disabled")
                 continue
             if not plan.expect_open:
-                self.skip_group(
-                    names, f"port {plan.port} is not expected to answer from here ({plan.reason})"
-                )
+                self.skip_group(names, f"port {plan.port} is not expected to answer from here ({plan.reason})")
                 continue
             port = plan.port
             info = self.attempt(names[0], lambda port=port: probes.implicit_tls(self.endpoint, port))  # type: ignore[misc]
@@ -510,9 +493,7 @@ class HostVerification:
             return
         tx = self.attempt(
             name,
-            lambda: probes.smtp_transaction(
-                self.endpoint, helo=helo, sender=sender, recipient=self.recipient
-            ),
+            lambda: probes.smtp_transaction(self.endpoint, helo=helo, sender=sender, recipient=self.recipient),
         )
         if tx is None:
             return
@@ -559,9 +540,7 @@ class HostVerification:
         ):
             plan = self.port_plan[service]
             if not plan.expect_open:
-                self.add(
-                    name, "skip", f"port {plan.port} is not expected to answer from here ({plan.reason})"
-                )
+                self.add(name, "skip", f"port {plan.port} is not expected to answer from here ({plan.reason})")
                 continue
             trusted_by_dovecot = self._dovecot_trusts_us()
             if trusted_by_dovecot:
@@ -675,7 +654,7 @@ class HostVerification:
             self.add(name, "skip", "the site delivers to mbox")
             return
         if transport is None:
-            self.add(name, "skip", "no SSH session (see host.ssh)")
+            self.add(name, "skip", "no SSH session to look into the Maildir (see host.ssh)")
             return
         from mailprov.verify.hostchecks import find_in_maildir
 
@@ -749,9 +728,7 @@ class HostVerification:
             mx = dns.lookup(self.site.domain, "MX", server, timeout)
         except dns.DnsUnavailable as exc:
             for name, record in zip(names, [*needed, ""], strict=False):
-                self.add(
-                    name, "skip", f"{exc}; needed: {record}" if record else f"{exc}; no address to check"
-                )
+                self.add(name, "skip", f"{exc}; needed: {record}" if record else f"{exc}; no address to check")
             return
         targets = [v.split()[-1].lower().rstrip(".") for v in mx.values("MX")]
         self.judge(
@@ -834,9 +811,7 @@ def _test_message(sender: str, recipient: str, token: str, host: str) -> bytes:
     msg["Subject"] = f"mailprov verify {token}"
     msg["Message-ID"] = f"<{token}@{host}>"
     msg["Date"] = formatdate(localtime=False)
-    msg.set_content(
-        "Sent by `mailprov verify` to prove delivery; it deletes this message after reading it.\n"
-    )
+    msg.set_content("Sent by `mailprov verify` to prove delivery; it deletes this message after reading it.\n")
     return msg.as_bytes(policy=email.policy.SMTP)
 
 

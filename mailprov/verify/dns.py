@@ -73,9 +73,7 @@ def needed_records(site: Site, host: Host) -> list[str]:
 
 def build_query(name: str, rtype: str, query_id: int) -> bytes:
     header = struct.pack("!HHHHHH", query_id, 0x0100, 1, 0, 0, 0)  # recursion desired, one question
-    qname = b"".join(
-        bytes([len(label)]) + label.encode("ascii") for label in name.rstrip(".").split(".") if label
-    )
+    qname = b"".join(bytes([len(label)]) + label.encode("ascii") for label in name.rstrip(".").split(".") if label)
     return header + qname + b"\0" + struct.pack("!HH", _TYPES[rtype], 1)
 
 
@@ -187,6 +185,5 @@ def check_resolver(server: str, timeout: float = DNS_TIMEOUT, port: int = 53) ->
     answer = lookup(".", "NS", server, timeout, port)
     if not answer.values("NS"):
         raise DnsUnavailable(
-            f"the resolver {server} does not resolve the public DNS (no NS records for the root zone: "
-            f"{answer.rcode})"
+            f"the resolver {server} does not resolve the public DNS (no NS records for the root zone: {answer.rcode})"
         )

@@ -39,9 +39,7 @@ def external_domain(site: Site, host: Host) -> str:
     """A domain this host must never relay to: reserved for documentation, not local, not a relay domain."""
     ours = set(local_domains(site, host)) | set(site.relay_domains) | {site.domain, host.name}
     for candidate in _EXTERNAL_CANDIDATES:
-        if not any(
-            candidate == d or d.endswith("." + candidate) or candidate.endswith("." + d) for d in ours
-        ):
+        if not any(candidate == d or d.endswith("." + candidate) or candidate.endswith("." + d) for d in ours):
             return candidate
     return "relay-test.invalid"
 

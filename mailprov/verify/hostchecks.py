@@ -128,9 +128,7 @@ def host_checks(site: Site, rendered: Rendered, transport: Transport) -> list[Ch
     add(
         "host.postfix_check",
         "pass" if cmd.rc == 0 and not noise else "fail",
-        "postfix check: clean"
-        if cmd.rc == 0 and not noise
-        else f"postfix check (exit {cmd.rc}): {_tail(noise)}",
+        "postfix check: clean" if cmd.rc == 0 and not noise else f"postfix check (exit {cmd.rc}): {_tail(noise)}",
     )
     cmd = h.run("postconf -n")
     add(
@@ -201,9 +199,7 @@ def _map_fresh(h: Any, host: str, label: str, source: str, map_type: str) -> Che
     if not src.exists:
         return CheckResult(host, check, "fail", f"{source} does not exist")
     if not db.exists:
-        return CheckResult(
-            host, check, "fail", f"{compiled} does not exist: run {_rebuild(label, source, map_type)}"
-        )
+        return CheckResult(host, check, "fail", f"{compiled} does not exist: run {_rebuild(label, source, map_type)}")
     if db.mtime < src.mtime:
         return CheckResult(
             host, check, "fail", f"{compiled} is older than {source}: run {_rebuild(label, source, map_type)}"

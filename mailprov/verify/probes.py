@@ -125,9 +125,7 @@ def client_context(only: str | None = None) -> ssl.SSLContext:
 
 def _tls_info(sock: ssl.SSLSocket) -> TlsInfo:
     cipher = sock.cipher()
-    return TlsInfo(
-        sock.version() or "?", cipher[0] if cipher else "?", sock.getpeercert(binary_form=True) or b""
-    )
+    return TlsInfo(sock.version() or "?", cipher[0] if cipher else "?", sock.getpeercert(binary_form=True) or b"")
 
 
 TlsOutcome = Literal["accepted", "refused", "untestable", "error"]
@@ -483,7 +481,9 @@ class PlaintextLogin:
 DUMMY_USER = "mailprov-verify"
 DUMMY_PASSWORD = "not-a-password"  # deliberately wrong: the only password ever sent without TLS
 
-_PRIVACY_MARKERS = ("PRIVACYREQUIRED", "PLAINTEXT AUTHENTICATION DISALLOWED", "NOT ALLOWED", "LOGINDISABLED")
+# How servers say "not without TLS": Dovecot 2.3 "Plaintext authentication disallowed", 2.4 "Cleartext
+# authentication disallowed", RFC 5530's [PRIVACYREQUIRED], RFC 3501's LOGINDISABLED.
+_PRIVACY_MARKERS = ("PRIVACYREQUIRED", "DISALLOWED", "NOT ALLOWED", "LOGINDISABLED")
 
 
 def imap_plaintext_login(endpoint: Endpoint, port: int = 143) -> PlaintextLogin:
@@ -497,7 +497,7 @@ def imap_plaintext_login(endpoint: Endpoint, port: int = 143) -> PlaintextLogin:
             typ, data = imap.login(DUMMY_USER, DUMMY_PASSWORD)
             return PlaintextLogin(caps, False, f"{typ} {_text(data[-1] if data else b'')}")
         except imaplib.IMAP4.error as exc:
-            text = str(exc)
+            text = _error_text(exc)
             refused = "LOGINDISABLED" in caps or any(m in text.upper() for m in _PRIVACY_MARKERS)
             return PlaintextLogin(caps, refused, text)
     except OSError as exc:
@@ -521,8 +521,10 @@ def pop3_plaintext_login(endpoint: Endpoint, port: int = 110) -> PlaintextLogin:
             reply = pop.pass_(DUMMY_PASSWORD)
             return PlaintextLogin(caps, False, _text(reply))
         except poplib.error_proto as exc:
-            text = _text(exc.args[0]) if exc.args and isinstance(exc.args[0], bytes) else str(exc)
-            return PlaintextLogin(caps, any(m in text.upper() for m in _PRIVACY_MARKERS), text)
+            text = _error_text(exc)
+            # RFC 2449: a server that lists capabilities but not USER offers no USER/PASS login here.
+            no_user = bool(caps) and "USER" not in caps
+            return PlaintextLogin(caps, no_user or any(m in text.upper() for m in _PRIVACY_MARKERS), text)
     except OSError as exc:
         raise ProbeError(_oserror(exc, port)) from None
     finally:
@@ -536,21 +538,17 @@ class MailboxSearch:
     detail: str
 
 
-def imap_find(
-    endpoint: Endpoint, creds: Credentials, token: str, *, delete: bool, port: int = 993
-) -> MailboxSearch:
+def imap_find(endpoint: Endpoint, creds: Credentials, token: str, *, delete: bool, port: int = 993) -> MailboxSearch:
     """IMAPS login, then the INBOX messages whose Subject holds `token` (deleted afterwards if asked)."""
     try:
-        imap = imaplib.IMAP4_SSL(
-            endpoint.address, port, ssl_context=client_context(), timeout=endpoint.timeout
-        )
+        imap = imaplib.IMAP4_SSL(endpoint.address, port, ssl_context=client_context(), timeout=endpoint.timeout)
     except (OSError, imaplib.IMAP4.error) as exc:
         raise ProbeError(_oserror(exc, port)) from None
     try:
         try:
             imap.login(creds.user, creds.password.reveal())
         except imaplib.IMAP4.error as exc:
-            return MailboxSearch(False, False, f"login refused: {exc}")
+            return MailboxSearch(False, False, f"login refused: {_error_text(exc)}")
         typ, _ = imap.select("INBOX", readonly=not delete)
         if typ != "OK":
             return MailboxSearch(True, False, "cannot select INBOX")
@@ -567,9 +565,7 @@ def imap_find(
         _quietly(imap.logout)
 
 
-def pop3_find(
-    endpoint: Endpoint, creds: Credentials, token: str, *, delete: bool, port: int = 995
-) -> MailboxSearch:
+def pop3_find(endpoint: Endpoint, creds: Credentials, token: str, *, delete: bool, port: int = 995) -> MailboxSearch:
     """POP3S login, then the messages whose headers hold `token` (deleted at QUIT if asked)."""
     try:
         pop = poplib.POP3_SSL(endpoint.address, port, context=client_context(), timeout=endpoint.timeout)
@@ -580,7 +576,7 @@ def pop3_find(
             pop.user(creds.user)
             pop.pass_(creds.password.reveal())
         except poplib.error_proto as exc:
-            return MailboxSearch(False, False, f"login refused: {_text(exc.args[0]) if exc.args else exc}")
+            return MailboxSearch(False, False, f"login refused: {_error_text(exc)}")
         count, _ = pop.stat()
         hits = []
         for number in range(1, count + 1):
@@ -602,6 +598,12 @@ def pop3_find(
 
 def _text(raw: bytes | str) -> str:
     return (raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw).strip()
+
+
+def _error_text(exc: BaseException) -> str:
+    """imaplib and poplib put the server's reply, as bytes, in the exception's first argument."""
+    first = exc.args[0] if exc.args else ""
+    return _text(first) if isinstance(first, bytes | str) else str(exc)
 
 
 def _oserror(exc: BaseException, port: int) -> str:
