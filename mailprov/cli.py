@@ -167,6 +167,36 @@ def apply(site: str, host_names: tuple[str, ...], accept_new_host_keys: bool, kn
     sys.exit(1 if failed else 0)
 
 
+@main.command()
+@click.argument("site", type=click.Path(dir_okay=False))
+@click.option("--host", "host_names", multiple=True, help="Only this host (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable results for CI.")
+@click.option("--from-outside", is_flag=True, help="This client is outside mynetworks: relay must be denied, "
+              "LAN-only ports closed.")  # fmt: skip
+@click.option("--no-host-checks", is_flag=True, help="Skip the on-host checks over SSH.")
+@click.option("--no-dns", is_flag=True, help="Skip the DNS checks.")
+@_handle_errors
+def verify(site: str, host_names: tuple[str, ...], as_json: bool, from_outside: bool, no_host_checks: bool,
+           no_dns: bool) -> None:  # fmt: skip
+    """Prove from the network that each host works as a mail server and is safe. Exit 1 if a check fails."""
+    from mailprov.config.loader import load_site
+    from mailprov.orchestrate import select_hosts
+    from mailprov.verify import (
+        CHECK_COLUMNS, SUMMARY_COLUMNS, VerifyOptions, any_failed, check_rows, summary_rows, to_json, verify_site,
+    )  # fmt: skip
+
+    model = load_site(site)
+    options = VerifyOptions(from_outside=from_outside, host_checks=not no_host_checks, dns=not no_dns)
+    results = verify_site(model, select_hosts(model, host_names), options, Path(site).resolve().parent)
+    reporter = Reporter()
+    if as_json:
+        reporter.json(to_json(results))
+    else:
+        reporter.table(None, CHECK_COLUMNS, check_rows(results))
+        reporter.table("summary", SUMMARY_COLUMNS, summary_rows(results))
+    sys.exit(1 if any_failed(results) else 0)
+
+
 @main.group()
 def lab() -> None:
     """Throwaway Debian 12/13 mail hosts on this machine (root, Linux) for trying a site."""
