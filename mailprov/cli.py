@@ -182,7 +182,14 @@ def verify(site: str, host_names: tuple[str, ...], as_json: bool, from_outside: 
     from mailprov.config.loader import load_site
     from mailprov.orchestrate import select_hosts
     from mailprov.verify import (
-        CHECK_COLUMNS, SUMMARY_COLUMNS, VerifyOptions, any_failed, check_rows, summary_rows, to_json, verify_site,
+        CHECK_COLUMNS,
+        SUMMARY_COLUMNS,
+        VerifyOptions,
+        any_failed,
+        check_rows,
+        summary_rows,
+        to_json,
+        verify_site,
     )  # fmt: skip
 
     model = load_site(site)
