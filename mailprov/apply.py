@@ -21,6 +21,7 @@ from mailprov.transport.shell import heredoc, join, quote
 STATE = "/var/lib/mailprov"
 KEEP_BACKUPS = 5
 MARK = "@@MP"
+FIREWALLD_RULES = "/etc/mailprov/firewalld.rules"
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,14 @@ def handler_commands(handler: Handler, plan: HostPlan) -> list[str]:
         return ["newaliases"]
     if handler is Handler.POSTMAP:
         return [join(["postmap", f"{d.map_type}:{d.paths.sender_access}"])]
+    if handler is Handler.FIREWALL and d.platform.firewall.value == "firewalld":
+        rules = quote(FIREWALLD_RULES)
+        # Each line of the rules file is one firewall-cmd argument (a rich rule is a single word).
+        return [
+            f'grep -v -e "^#" -e "^$" {rules} | while read -r rule; do'
+            ' firewall-cmd --permanent --zone=public "$rule" || exit 1; done',
+            "firewall-cmd --reload",
+        ]
     if handler is Handler.FIREWALL:
         lines = []
         for tool, path in (("iptables", d.paths.firewall_v4), ("ip6tables", d.paths.firewall_v6)):
@@ -88,7 +97,15 @@ def build_script(plan: HostPlan, stamp: str) -> str:
         for f in files:
             staged = f"{f.path}.mailprov-new"
             out.append(f"mkdir -p {quote(str(PurePosixPath(f.path).parent))} || fail")
-            out.append(f"{heredoc(f.content)} > {quote(staged)} || fail cannot write {quote(staged)}")
+            if f.block is not None:
+                # Merge on the host: the file came with a package installed earlier in this run.
+                begin, end = f.block
+                out.append(
+                    f"{{ sed -e {quote(f'/^{begin}$/,/^{end}$/d')} {quote(f.path)};"
+                    f" {heredoc(begin + chr(10) + f.content + end + chr(10))}; }} > {quote(staged)} || fail"
+                )
+            else:
+                out.append(f"{heredoc(f.content)} > {quote(staged)} || fail cannot write {quote(staged)}")
             out.append(f"chown {quote(f.owner)}:{quote(f.group)} {quote(staged)} && chmod {f.mode:04o} {quote(staged)} || fail")
         out += _validation(d, files, changed_roles)
         out.append("step switch")
@@ -100,7 +117,7 @@ def build_script(plan: HostPlan, stamp: str) -> str:
             p = quote(f.path)
             out.append(f"mv -f {quote(f.path + '.mailprov-new')} {p} && SWITCHED=\"$SWITCHED {f.path}\" || rollback")
         out.append("sync 2>/dev/null || true")
-        out.append(_record_applied(files))
+        out.append(_record_applied([f for f in files if f.block is None]))
         out.append(
             f"ls -1d $STATE/backup/*/ 2>/dev/null | sort | head -n -{KEEP_BACKUPS} | while read -r old; do"
             ' rm -rf "$old"; done'
@@ -142,6 +159,8 @@ def _validation(d: Dialect, files: list[RenderedFile], roles: set[Role]) -> list
                 name = PurePosixPath(f.path).name
                 lines.append(f"cp -p {quote(f.path + '.mailprov-new')} $STAGE/postfix/{quote(name)}")
         lines += [
+            # Postfix re-reads a config file younger than a second until it settles (~2 s): backdate the copies.
+            "touch -t 200001010000 $STAGE/postfix/* 2>/dev/null || true",
             "OUT=$(postfix -c $STAGE/postfix check 2>&1) || fail postfix check: $OUT",
             # Debian's postfix-script reports copying chroot files ("updating /etc/hosts => …"): not a problem.
             'case "$OUT" in *arning*|*atal*|*rror*) fail postfix check: $OUT;; esac',

@@ -103,9 +103,10 @@ def _site_options(func: F) -> F:
 @click.argument("site", type=click.Path(dir_okay=False))
 @_site_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable plan.")
+@click.option("--out", "out", type=click.Path(dir_okay=False), help="Save the plan for `apply --plan-file`.")
 @_handle_errors
 def plan(site: str, host_names: tuple[str, ...], accept_new_host_keys: bool, known_hosts: str | None,
-         as_json: bool) -> None:  # fmt: skip
+         as_json: bool, out: str | None) -> None:  # fmt: skip
     """Show exactly what apply would change on each host, and change nothing.
 
     Exit 0: no changes; 2: changes pending; 1: error.
@@ -126,6 +127,11 @@ def plan(site: str, host_names: tuple[str, ...], accept_new_host_keys: bool, kno
         show_summary(reporter, outcomes)
     if any(o.error for o in outcomes):
         sys.exit(1)
+    if out:
+        from mailprov import planfile
+
+        planfile.save(out, site, {o.host: o.plan.fingerprint for o in outcomes if o.plan},
+                      [plan_data(o) for o in outcomes])  # fmt: skip
     sys.exit(2 if any(o.plan and o.plan.changes for o in outcomes) else 0)
 
 
@@ -134,9 +140,12 @@ def plan(site: str, host_names: tuple[str, ...], accept_new_host_keys: bool, kno
 @_site_options
 @click.option("--yes", is_flag=True, help="Apply without asking.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable plan and results.")
+@click.option("--plan-file", type=click.Path(exists=True, dir_okay=False),
+              help="Apply the plan saved by `plan --out` (reviewed already: no question); refuse hosts that "
+              "changed since.")  # fmt: skip
 @_handle_errors
 def apply(site: str, host_names: tuple[str, ...], accept_new_host_keys: bool, known_hosts: str | None,
-          yes: bool, as_json: bool) -> None:  # fmt: skip
+          yes: bool, as_json: bool, plan_file: str | None) -> None:  # fmt: skip
     """Make every host match SITE: show the plan, ask, apply exactly that plan, report per host."""
     from mailprov.config.loader import load_site
     from mailprov.orchestrate import HostOutcome, RunOptions, apply_site, select_hosts
@@ -145,6 +154,12 @@ def apply(site: str, host_names: tuple[str, ...], accept_new_host_keys: bool, kn
     model = load_site(site)
     options = RunOptions(accept_new_host_keys=accept_new_host_keys, known_hosts=known_hosts)
     reporter = Reporter()
+    expected = None
+    if plan_file:
+        from mailprov import planfile
+
+        expected = planfile.load(plan_file, site).fingerprints
+        yes = True
 
     def approve(planned: list[HostOutcome]) -> bool:
         if not as_json:
@@ -158,7 +173,8 @@ def apply(site: str, host_names: tuple[str, ...], accept_new_host_keys: bool, kn
             raise click.UsageError("apply needs --yes when standard input is not a terminal")
         return click.confirm("Apply these changes?", default=False)
 
-    outcomes = apply_site(model, select_hosts(model, host_names), options, Path(site).resolve().parent, approve)
+    outcomes = apply_site(model, select_hosts(model, host_names), options, Path(site).resolve().parent, approve,
+                          expected=expected, progress=None if as_json else reporter.line)  # fmt: skip
     if as_json:
         reporter.json([plan_data(o) for o in outcomes])
     else:

@@ -6,7 +6,7 @@ for all of its round trips, and one host's failure never stops the others.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,8 +115,14 @@ def apply_site(
     options: RunOptions,
     base_dir: Path,
     approve: Callable[[list[HostOutcome]], bool],
+    expected: Mapping[str, str] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> list[HostOutcome]:
-    """Plan every host, ask once (approve), then execute exactly those plans over the same connections."""
+    """Plan every host, ask once (approve), then execute exactly those plans over the same connections.
+
+    expected: facts fingerprints from a saved plan; a host whose facts differ is refused, not applied.
+    """
+    say = progress or (lambda _line: None)
     transports: dict[str, SshTransport] = {}
     try:
         def plan_one(host: Host) -> HostOutcome:
@@ -129,6 +135,8 @@ def apply_site(
                 return HostOutcome(host.name, error=str(exc))
 
         planned = _parallel(plan_one, hosts, options.workers)
+        if expected is not None:
+            planned = [_check_unchanged(o, expected) for o in planned]
         if not approve(planned):
             return planned
         stamp = now_stamp()
@@ -137,8 +145,12 @@ def apply_site(
             if outcome.plan is None:
                 return outcome
             transport = transports[outcome.host]
+            if outcome.plan.changes:
+                say(f"{outcome.host}: applying {len(outcome.plan.changes)} change(s)…")
             try:
                 result = execute(outcome.plan, transport, stamp)
+                if outcome.plan.changes:
+                    say(f"{outcome.host}: {'done' if result.ok else 'FAILED at ' + str(result.failed_step)}")
             except MailprovError as exc:
                 return HostOutcome(outcome.host, outcome.plan, error=str(exc), round_trips=transport.round_trips)
             return HostOutcome(outcome.host, outcome.plan, result, round_trips=transport.round_trips)
@@ -147,6 +159,17 @@ def apply_site(
     finally:
         for transport in transports.values():
             transport.close()
+
+
+def _check_unchanged(outcome: HostOutcome, expected: Mapping[str, str]) -> HostOutcome:
+    if outcome.plan is None:
+        return outcome
+    if outcome.host not in expected:
+        return HostOutcome(outcome.host, error="not in the saved plan: run `mailprov plan --out` again")
+    if expected[outcome.host] != outcome.plan.fingerprint:
+        return HostOutcome(outcome.host, error="the host changed since the saved plan was made: nothing was "
+                           "applied; run `mailprov plan --out` again and review")  # fmt: skip
+    return outcome
 
 
 def _parallel(func: Callable[[T], HostOutcome], items: Sequence[T], workers: int) -> list[HostOutcome]:

@@ -286,6 +286,8 @@ def desired_content(f: RenderedFile, state: HostState) -> str:
         base = "\n".join(lines)
     if base and not base.endswith("\n"):
         base += "\n"
+    if not f.content:
+        return base
     return f"{base}{begin}\n{f.content}{end}\n"
 
 
@@ -293,8 +295,19 @@ def _files(rendered: Rendered, state: HostState) -> list[Change]:
     changes: list[Change] = []
     for f in rendered.files:
         current = state.files.get(f.path)
-        content = desired_content(f, state)
         exists = current is not None and current.exists
+        if f.block is not None and not exists:
+            # The distribution's file (master.cf) comes with the package, later in this run: the block is
+            # merged into it on the host, after installation.
+            if f.content:
+                changes.append(
+                    Change(f"file:{f.path}", Phase.FILES, "update", f"{f.path}: add the mailprov block",
+                           diff=_diff(f.path, "", f"{f.block[0]}\n{f.content}{f.block[1]}\n", secret=False,
+                                      exists=True),
+                           file=f, notifies=frozenset(_NOTIFY[f.role]))
+                )  # fmt: skip
+            continue
+        content = desired_content(f, state)
         same_content = exists and current is not None and current.md5 == file_md5(content)
         same_meta = exists and current is not None and (current.owner, current.group, current.mode) == (
             f.owner, f.group, f.mode)  # fmt: skip

@@ -141,15 +141,16 @@ def render_host(site: Site, host: Host, platform: Platform, base_dir: Path | Non
                 Role.MAP,
             )
         )
-    if site.postfix.submission or site.postfix.smtps:
-        files.append(
-            RenderedFile(
-                dialect.paths.master_cf,
-                _ENV.get_template("postfix/master.cf.j2").render(context),
-                Role.POSTFIX,
-                block=(MASTER_BEGIN, MASTER_END),
-            )
+    # Always rendered, empty when the site has no extra services: an empty block removes one left by an
+    # earlier apply, so a service taken out of the site is really gone from master.cf.
+    files.append(
+        RenderedFile(
+            dialect.paths.master_cf,
+            _ENV.get_template("postfix/master.cf.j2").render(context),
+            Role.POSTFIX,
+            block=(MASTER_BEGIN, MASTER_END),
         )
+    )
     if site.greylisting.enabled:
         files.append(
             RenderedFile(

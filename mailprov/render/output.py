@@ -16,6 +16,8 @@ def write_tree(rendered: Rendered, out: Path) -> list[Path]:
     written: list[Path] = []
     manifest = []
     for f in rendered.files:
+        if f.block and not f.content:
+            continue  # an empty managed block: nothing to add to the distribution's file
         relative = f.path.lstrip("/") + (".mailprov-block" if f.block else "")
         target = out / relative
         target.parent.mkdir(parents=True, exist_ok=True)

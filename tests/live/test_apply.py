@@ -153,3 +153,50 @@ def test_changed_host_key_is_refused(site: Path, hosts: dict[str, Any], tmp_path
     assert result.returncode == 1
     assert "known_hosts" in (result.stdout + result.stderr)
     assert "Traceback" not in result.stderr
+
+
+def test_plan_changes_nothing_and_shows_drift(site: Path, hosts: dict[str, Any], lab_connect: Callable[..., Any],
+                                              tmp_path: Path) -> None:  # fmt: skip
+    host = hosts["trixie"]
+    name = HOSTS["trixie"]
+    assert run_cli("apply", str(site), "--yes", "--host", name).returncode == 0
+    snapshot = "stat -c '%Y %n' /etc/postfix/* /etc/dovecot/dovecot.conf /etc/aliases*; " + (
+        "cat /var/spool/postfix/pid/master.pid /run/dovecot/master.pid")
+    root_run(lab_connect, host, "echo '# edited by hand' >> /etc/postfix/main.cf")
+    before = root_run(lab_connect, host, snapshot)
+    saved = tmp_path / "plan.json"
+    plan = run_cli("plan", str(site), "--host", name, "--out", str(saved))
+    assert plan.returncode == 2, plan.stdout
+    assert "drift" in plan.stdout and "-# edited by hand" in plan.stdout
+    assert root_run(lab_connect, host, snapshot) == before  # plan touched no file and restarted nothing
+    assert PASSWORD not in saved.read_text()
+    # The host changes again after the plan was saved: the saved plan is refused and nothing is applied.
+    root_run(lab_connect, host, "echo '# edited again' >> /etc/postfix/main.cf")
+    refused = run_cli("apply", str(site), "--plan-file", str(saved), "--host", name)
+    assert refused.returncode == 1
+    assert "changed since the saved plan" in refused.stdout + refused.stderr
+    assert "# edited again" in root_run(lab_connect, host, "tail -1 /etc/postfix/main.cf")
+    # A fresh saved plan applies without a question and converges.
+    assert run_cli("plan", str(site), "--host", name, "--out", str(saved)).returncode == 2
+    applied = run_cli("apply", str(site), "--plan-file", str(saved), "--host", name)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert "edited" not in root_run(lab_connect, host, "cat /etc/postfix/main.cf")
+    assert run_cli("plan", str(site), "--host", name).returncode == 0
+
+
+def test_submission_block_added_then_really_removed(site: Path, hosts: dict[str, Any],
+                                                    lab_connect: Callable[..., Any], tmp_path: Path) -> None:  # fmt: skip
+    with_submission = tmp_path / "submission.yaml"
+    with_submission.write_text(
+        site.read_text().replace("  open: [smtp, imaps, pop3s]", "  open: [smtp, submission, imaps, pop3s]")
+        + "postfix:\n  submission: true\n"
+    )
+    result = run_cli("apply", str(with_submission), "--yes")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for host in hosts.values():
+        out = root_run(lab_connect, host, "postconf -M submission/inet; ss -ltn | grep -c ':587 '")
+        assert out.startswith("submission") and "-o smtpd_tls_security_level=encrypt" in out.replace("\n", " ")
+    assert run_cli("apply", str(site), "--yes").returncode == 0
+    for host in hosts.values():
+        out = root_run(lab_connect, host, "postconf -M submission/inet; grep -c mailprov /etc/postfix/master.cf")
+        assert "submission" not in out and out.strip().endswith("0")
