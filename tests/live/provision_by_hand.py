@@ -101,6 +101,8 @@ def provision(lab: LabTarget, site_path: Path) -> Rendered:
         sh(t, f"echo {quote(host.name)} > /etc/mailname; hostname {quote(host.name.split('.')[0])} || true")
         for f in rendered.files:
             if f.block is not None:
+                if not f.content.strip():
+                    continue  # an empty managed block (no submission/smtps): the distribution's file stays
                 raise NotImplementedError(f"{f.path}: managed blocks are apply's job (site without submission)")
             t.run(
                 ["sh", "-c", 'mkdir -p "$(dirname "$1")" && cat > "$1.new" && chown "$2" "$1.new" && '
