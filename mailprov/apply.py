@@ -106,16 +106,18 @@ def build_script(plan: HostPlan, stamp: str) -> str:
                 )
             else:
                 out.append(f"{heredoc(f.content)} > {quote(staged)} || fail cannot write {quote(staged)}")
-            out.append(f"chown {quote(f.owner)}:{quote(f.group)} {quote(staged)} && chmod {f.mode:04o} {quote(staged)} || fail")
+            out.append(
+                f"chown {quote(f.owner)}:{quote(f.group)} {quote(staged)} && chmod {f.mode:04o} {quote(staged)} || fail"
+            )
         out += _validation(d, files, changed_roles)
         out.append("step switch")
         out.append("mkdir -p $BACKUP")
         for f in files:
             p = quote(f.path)
-            out.append(f"if [ -f {p} ]; then mkdir -p \"$BACKUP$(dirname {p})\" && cp -p {p} \"$BACKUP{f.path}\"; fi")
+            out.append(f'if [ -f {p} ]; then mkdir -p "$BACKUP$(dirname {p})" && cp -p {p} "$BACKUP{f.path}"; fi')
         for f in files:
             p = quote(f.path)
-            out.append(f"mv -f {quote(f.path + '.mailprov-new')} {p} && SWITCHED=\"$SWITCHED {f.path}\" || rollback")
+            out.append(f'mv -f {quote(f.path + ".mailprov-new")} {p} && SWITCHED="$SWITCHED {f.path}" || rollback')
         out.append("sync 2>/dev/null || true")
         out.append(_record_applied([f for f in files if f.block is None]))
         out.append(
@@ -173,7 +175,7 @@ def _validation(d: Dialect, files: list[RenderedFile], roles: set[Role]) -> list
         lines += [
             "step validate-dovecot",
             f"OUT=$({join(dovecot_check_argv(d, conf))} 2>&1 >/dev/null) || fail doveconf: $OUT",
-            "case \"$OUT\" in *arning*|*rror*) fail doveconf: $OUT;; esac",
+            'case "$OUT" in *arning*|*rror*) fail doveconf: $OUT;; esac',
         ]
     return lines
 
@@ -198,7 +200,7 @@ def _rollback_function(plan: HostPlan, files: list[RenderedFile]) -> str:
     return (
         "rollback() {\n"
         f'  FAILED="$CURRENT"; CURRENT=rollback; echo "{MARK} rollback $FAILED"\n'
-        f"  for f in {' '.join(quote(f.path + '.mailprov-new') for f in files) or ':'}; do rm -f \"$f\"; done\n"
+        f'  for f in {" ".join(quote(f.path + ".mailprov-new") for f in files) or ":"}; do rm -f "$f"; done\n'
         f"  {body or ':'}\n"
         f'  echo "{MARK} fail $FAILED (previous configuration restored)"; tail -n 20 $LOG; exit 1\n'
         "}"
@@ -209,7 +211,7 @@ def _record_applied(files: list[RenderedFile]) -> str:
     """Remember what mailprov wrote (md5 and path), so a later hand edit shows as drift."""
     switched = " ".join(f.path for f in files)
     lines = "".join(f"{file_md5(f.content)} {f.path}\n" for f in files)
-    keep_others = f"awk -v skip={quote(' ' + switched + ' ')} 'index(skip, \" \" $2 \" \") == 0' {APPLIED_STATE}"
+    keep_others = f'awk -v skip={quote(" " + switched + " ")} \'index(skip, " " $2 " ") == 0\' {APPLIED_STATE}'
     return (
         f"{{ [ -f {APPLIED_STATE} ] && {keep_others}; {heredoc(lines)}; }} > {APPLIED_STATE}.new"
         f" && mv -f {APPLIED_STATE}.new {APPLIED_STATE}"
@@ -272,4 +274,3 @@ def execute(plan: HostPlan, transport: Transport, stamp: str) -> ApplyResult:
     secrets = secrets_of(plan.changes)
     result = transport.run_script(script, check=False, timeout=1800, secrets=secrets)
     return parse_result(plan.host, result.rc, result.stdout + ("\n" + result.stderr if result.stderr else ""))
-

@@ -47,7 +47,9 @@ def select_hosts(site: Site, names: Sequence[str]) -> tuple[Host, ...]:
         return site.hosts
     unknown = [n for n in names if n not in {h.name for h in site.hosts}]
     if unknown:
-        raise ConfigError(f"no host named {', '.join(unknown)} in the site (hosts: {', '.join(h.name for h in site.hosts)})")
+        raise ConfigError(
+            f"no host named {', '.join(unknown)} in the site (hosts: {', '.join(h.name for h in site.hosts)})"
+        )
     return tuple(h for h in site.hosts if h.name in names)
 
 
@@ -80,8 +82,9 @@ def plan_host(site: Site, host: Host, transport: Transport, base_dir: Path) -> H
     platform_probe = transport.run_script(probe_script(ProbeRequest()), check=True, timeout=120)
     platform = parse_probe(platform_probe.stdout, host.name).platform
     rendered = render_host(site, host, platform, base_dir)
-    state_probe = transport.run_script(probe_script(probe_request(site, rendered)), check=True, timeout=120)
-    state = parse_probe(state_probe.stdout, host.name)
+    request = probe_request(site, rendered)
+    state_probe = transport.run_script(probe_script(request, platform=False), check=True, timeout=120)
+    state = parse_probe(state_probe.stdout, host.name, platform)
     return build_plan(site, rendered, state, base_dir)
 
 
@@ -125,6 +128,7 @@ def apply_site(
     say = progress or (lambda _line: None)
     transports: dict[str, SshTransport] = {}
     try:
+
         def plan_one(host: Host) -> HostOutcome:
             try:
                 transport = SshTransport(target_for(host, options, base_dir))

@@ -279,7 +279,7 @@ def desired_content(f: RenderedFile, state: HostState) -> str:
     current = state.files.get(f.path)
     base = current.content if current and current.content is not None else ""
     lines = base.split("\n")
-    if begin in lines and end in lines[lines.index(begin):]:
+    if begin in lines and end in lines[lines.index(begin) :]:
         start = lines.index(begin)
         stop = lines.index(end, start)
         lines = lines[:start] + lines[stop + 1 :]

@@ -133,7 +133,9 @@ class AccessAction(StrEnum):
 
 
 class SenderAccessEntry(Model):
-    pattern: Annotated[str, Field(pattern=r"^([a-z0-9][a-z0-9._+-]*@([a-z0-9-]+(\.[a-z0-9-]+)*)?|[a-z0-9-]+(\.[a-z0-9-]+)+)$")]
+    pattern: Annotated[
+        str, Field(pattern=r"^([a-z0-9][a-z0-9._+-]*@([a-z0-9-]+(\.[a-z0-9-]+)*)?|[a-z0-9-]+(\.[a-z0-9-]+)+)$")
+    ]
     action: AccessAction | Annotated[str, Field(pattern=r"^[45]\d\d$")]
     text: Text = ""
 
@@ -334,9 +336,8 @@ class Site(Model):
                 where = f"restrictions.{list_name}.{i}"
                 if item.name == "permit_sasl_authenticated" and not self.sasl.enabled:
                     raise SiteRuleError(where, "permit_sasl_authenticated needs `sasl: {enabled: true}`")
-                if item.name == "check_policy_service" and item.argument == "postgrey":
-                    if not self.greylisting.enabled:
-                        raise SiteRuleError(where, "check_policy_service postgrey needs greylisting enabled")
+                if item.name == "check_policy_service" and item.argument == "postgrey" and not self.greylisting.enabled:
+                    raise SiteRuleError(where, "check_policy_service postgrey needs greylisting enabled")
                 if item.name == "check_sender_access" and not self.sender_access:
                     raise SiteRuleError(where, "check_sender_access is used but sender_access is empty")
                 if item.name == "permit" and i != len(items) - 1:
@@ -360,8 +361,7 @@ class Site(Model):
                 continue
             for i, item in enumerate(items[:hit]):
                 if item.name in {"permit", "permit_auth_destination"} or (
-                    item.name == "check_sender_access"
-                    and any(e.action == AccessAction.OK for e in self.sender_access)
+                    item.name == "check_sender_access" and any(e.action == AccessAction.OK for e in self.sender_access)
                 ):
                     raise SiteRuleError(
                         f"restrictions.{list_name}.{i}",

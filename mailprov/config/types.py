@@ -14,7 +14,9 @@ from typing import Annotated
 from pydantic import AfterValidator
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
 _LOGIN = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _LOCAL_PART = re.compile(r"^[a-z0-9][a-z0-9._+-]{0,63}$")
 _PARAM_NAME = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
@@ -145,7 +147,7 @@ def _gecos(value: str) -> str:
     if re.search(r"[:,=\\]", value):
         raise ValueError("must not contain `:`, `,`, `=` or `\\` (they are field separators in /etc/passwd)")
     if re.search(r"[;|&$`<>\"#(){}]", value):
-        raise ValueError("must not contain shell characters (; | & $ ` < > \" # parentheses or braces)")
+        raise ValueError('must not contain shell characters (; | & $ ` < > " # parentheses or braces)')
     return value
 
 

@@ -16,7 +16,7 @@ from mailprov.facts.platform import InitSystem, OsFamily, PackageManager, Platfo
 class DovecotGen(StrEnum):
     V1_0 = "1.0"  # 1.0, 1.1: ssl_disable
     V1_2 = "1.2"  # ssl = yes|no|required
-    V2_0 = "2.0"  # 2.0–2.2: service blocks, ssl_cert = <file, no ssl_min_protocol
+    V2_0 = "2.0"  # 2.0-2.2: service blocks, ssl_cert = <file, no ssl_min_protocol
     V2_3 = "2.3"  # ssl_min_protocol
     V2_4 = "2.4"  # dovecot_config_version, named passdb/userdb, mail_driver, ssl_server_*_file
 

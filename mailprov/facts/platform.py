@@ -133,11 +133,11 @@ PRESETS: dict[str, Platform] = {
     "centos6": _preset(_R, "centos", "6.10", PackageManager.YUM, _SYSV, _IPT, "2.6.6", "2.0.9"),
     "centos7": _preset(_R, "centos", "7.9", PackageManager.YUM, _SYSD, _FWD, "2.10.1", "2.2.36"),
     "rocky8": _preset(_R, "rocky", "8.10", PackageManager.DNF, _SYSD, _FWD, "3.5.8", "2.3.16"),
-    "rocky9": _preset(_R, "rocky", "9.5", PackageManager.DNF, _SYSD, _FWD, "3.5.25", "2.3.16", ("hash", "btree", "lmdb")),
-    "alma9": _preset(_R, "almalinux", "9.5", PackageManager.DNF, _SYSD, _FWD, "3.5.25", "2.3.16", ("hash", "btree", "lmdb")),
+    "rocky9": _preset(_R, "rocky", "9.5", PackageManager.DNF, _SYSD, _FWD, "3.5.25", "2.3.16", ("hash", "btree", "lmdb")),  # noqa: E501
+    "alma9": _preset(_R, "almalinux", "9.5", PackageManager.DNF, _SYSD, _FWD, "3.5.25", "2.3.16", ("hash", "btree", "lmdb")),  # noqa: E501
     "debian11": _preset(_D, "debian", "11", PackageManager.APT, _SYSD, _IPT, "3.5.25", "2.3.13"),
     "debian12": _preset(_D, "debian", "12", PackageManager.APT, _SYSD, _IPT, "3.7.11", "2.3.19.1"),
-    "debian13": _preset(_D, "debian", "13", PackageManager.APT, _SYSD, _IPT, "3.10.13", "2.4.1", ("hash", "btree", "lmdb", "cdb")),
+    "debian13": _preset(_D, "debian", "13", PackageManager.APT, _SYSD, _IPT, "3.10.13", "2.4.1", ("hash", "btree", "lmdb", "cdb")),  # noqa: E501
     "ubuntu2204": _preset(_D, "ubuntu", "22.04", PackageManager.APT, _SYSD, _IPT, "3.6.4", "2.3.16"),
     "ubuntu2404": _preset(_D, "ubuntu", "24.04", PackageManager.APT, _SYSD, _IPT, "3.8.6", "2.3.21"),
 }  # fmt: skip

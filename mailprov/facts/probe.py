@@ -103,31 +103,45 @@ class ProbeRequest:
     packages: tuple[str, ...] = ()
 
 
-def probe_script(req: ProbeRequest) -> str:
-    q = quote
+def probe_script(req: ProbeRequest, *, platform: bool = True) -> str:
+    """The probe's text. platform=False leaves out the platform sections (already read this run)."""
     lines = [
         "exec 2>/dev/null",
         f'sec() {{ echo "{MARK} $1 $2"; }}',
-        "sec os -; cat /etc/os-release; echo",
-        "sec redhat -; cat /etc/redhat-release; echo",
-        "sec kv -",
-        "echo arch=$(uname -m)",
-        "if [ -d /run/systemd/system ]; then echo init=systemd; else echo init=sysv; fi",
-        "for t in apt-get dnf yum firewall-cmd iptables ip6tables postconf dovecot doveconf openssl; do"
-        " command -v $t >/dev/null && echo has_$t=1; done",
-        "[ -S /dev/log ] && echo syslog=1",
-        "[ -f /proc/net/if_inet6 ] && echo ipv6=1",
-        "command -v firewall-cmd >/dev/null && firewall-cmd --state >/dev/null && echo firewalld_running=1",
-        "command -v postconf >/dev/null && {"
-        " echo postfix_version=$(postconf -dh mail_version);"
-        " echo default_database_type=$(postconf -dh default_database_type);"
-        " echo map_types=$(postconf -m | tr '\\n' ' '); }",
-        "command -v dovecot >/dev/null && echo dovecot_version=$(dovecot --version)",
-        "sec candidates -",
-        "if command -v apt-cache >/dev/null; then apt-cache policy postfix dovecot-core;"
-        " elif command -v yum >/dev/null; then yum -C -q list postfix dovecot; fi",
-        "sec packages -",
     ]
+    if platform:
+        lines += _PLATFORM_LINES
+    lines += _state_lines(req)
+    return "\n".join(lines) + "\n"
+
+
+_PLATFORM_LINES = [
+    "sec os -; cat /etc/os-release; echo",
+    "sec redhat -; cat /etc/redhat-release; echo",
+    "sec kv -",
+    "echo arch=$(uname -m)",
+    "if [ -d /run/systemd/system ]; then echo init=systemd; else echo init=sysv; fi",
+    "for t in apt-get dnf yum firewall-cmd iptables ip6tables postconf dovecot doveconf openssl; do"
+    " command -v $t >/dev/null && echo has_$t=1; done",
+    "[ -S /dev/log ] && echo syslog=1",
+    "[ -f /proc/net/if_inet6 ] && echo ipv6=1",
+    "command -v firewall-cmd >/dev/null && firewall-cmd --state >/dev/null && echo firewalld_running=1",
+    "command -v postconf >/dev/null && {"
+    " echo postfix_version=$(postconf -dh mail_version);"
+    " echo default_database_type=$(postconf -dh default_database_type);"
+    " echo map_types=$(postconf -m | tr '\\n' ' '); }",
+    "command -v dovecot >/dev/null && echo dovecot_version=$(dovecot --version)",
+    "sec candidates -",
+    # What would be installed matters only before installation (and apt-cache is slow).
+    "if ! command -v postconf >/dev/null || ! command -v dovecot >/dev/null; then"
+    " if command -v apt-cache >/dev/null; then apt-cache policy postfix dovecot-core;"
+    " elif command -v yum >/dev/null; then yum -C -q list postfix dovecot; fi; fi",
+]
+
+
+def _state_lines(req: ProbeRequest) -> list[str]:
+    q = quote
+    lines = ["sec packages -"]
     if req.packages:
         pkgs = " ".join(q(p) for p in req.packages)
         lines.append(
@@ -167,7 +181,7 @@ def probe_script(req: ProbeRequest) -> str:
         lines.append(f"sec user {q(login)}")
         lines.append(
             f"getent passwd {q(login)} && getent shadow {q(login)} && "
-            f"h=$(getent passwd {q(login)} | cut -d: -f6) && for d in \"$h/Maildir\" \"$h/Maildir/cur\" "
+            f'h=$(getent passwd {q(login)} | cut -d: -f6) && for d in "$h/Maildir" "$h/Maildir/cur" '
             f'"$h/Maildir/new" "$h/Maildir/tmp"; do [ -d "$d" ] && stat -c "dir %U %G %a %n" "$d"; done'
         )
     if req.cert_path:
@@ -180,7 +194,7 @@ def probe_script(req: ProbeRequest) -> str:
         )
     lines.append("sec end -")
     lines.append("exit 0")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 # --- parsing -------------------------------------------------------------------------------------------
@@ -195,7 +209,7 @@ def _sections(output: str) -> list[tuple[str, str, str]]:
         if line.startswith(MARK + " "):
             if current:
                 result.append((current[0], current[1], "\n".join(body)))
-            _, kind, arg = (line.split(" ", 2) + ["", ""])[:3]
+            _, kind, arg = [*line.split(" ", 2), "", ""][:3]
             current, body = (kind, arg), []
         else:
             body.append(line)
@@ -220,7 +234,8 @@ def _stat_line(line: str) -> tuple[str, str, int, int]:
     return owner, group, int(mode, 8), int(mtime)
 
 
-def parse_probe(output: str, host: str) -> HostState:
+def parse_probe(output: str, host: str, platform: Platform | None = None) -> HostState:
+    """Parse probe output. `platform`: the one read earlier, when this probe left those sections out."""
     sections = _sections(output)
     by_kind: dict[str, str] = {}
     files: dict[str, FileState] = {}
@@ -236,7 +251,10 @@ def parse_probe(output: str, host: str) -> HostState:
         else:
             by_kind[kind] = body
     kv = _kv(by_kind.get("kv", ""))
-    platform = _platform(host, _kv(by_kind.get("os", "")), by_kind.get("redhat", ""), kv, by_kind.get("candidates", ""))
+    if platform is None:
+        platform = _platform(
+            host, _kv(by_kind.get("os", "")), by_kind.get("redhat", ""), kv, by_kind.get("candidates", "")
+        )
     packages = {}
     for line in by_kind.get("packages", "").splitlines():
         parts = line.split()
@@ -315,7 +333,9 @@ def _services(ps: str, enabled: str) -> dict[str, ServiceState]:
         if len(parts) == 2 and parts[0].isdigit():
             procs.append((int(parts[0]), parts[1]))
     patterns = {
-        "postfix": re.compile(r"(^|/)postfix/(sbin/)?master\b|/usr/libexec/postfix/master|^/usr/lib/postfix/sbin/master"),
+        "postfix": re.compile(
+            r"(^|/)postfix/(sbin/)?master\b|/usr/libexec/postfix/master|^/usr/lib/postfix/sbin/master"
+        ),
         "dovecot": re.compile(r"^(/usr/s?bin/)?dovecot(\s|$)"),
         "postgrey": re.compile(r"postgrey"),
         "exim4": re.compile(r"^/usr/sbin/exim4\b"),

@@ -124,9 +124,7 @@ def render_host(site: Site, host: Host, platform: Platform, base_dir: Path | Non
     }
     files: list[RenderedFile] = [
         RenderedFile(dialect.paths.main_cf, _ENV.get_template("postfix/main.cf.j2").render(context), Role.POSTFIX),
-        RenderedFile(
-            dialect.paths.aliases, _ENV.get_template("postfix/aliases.j2").render(context), Role.ALIASES
-        ),
+        RenderedFile(dialect.paths.aliases, _ENV.get_template("postfix/aliases.j2").render(context), Role.ALIASES),
         RenderedFile(
             dialect.paths.dovecot_conf,
             _ENV.get_template(f"dovecot/dovecot-{_dovecot_template(dialect.dovecot_gen)}.conf.j2").render(context),
@@ -227,9 +225,11 @@ def _restriction_lines(site: Site, d: Dialect, notes: list[str]) -> dict[str, tu
         lists["smtpd_recipient_restrictions"] = relay + rest
         _refuse_merged_open_relay(site, d, relay + rest)
     elif not lists["smtpd_recipient_restrictions"]:
-        lists["smtpd_recipient_restrictions"] = [Restriction("permit_mynetworks")] + (
-            [Restriction("permit_sasl_authenticated")] if site.sasl.enabled else []
-        ) + [Restriction("reject_unauth_destination")]
+        lists["smtpd_recipient_restrictions"] = (
+            [Restriction("permit_mynetworks")]
+            + ([Restriction("permit_sasl_authenticated")] if site.sasl.enabled else [])
+            + [Restriction("reject_unauth_destination")]
+        )
     if not d.pipelining_anywhere:
         moved = False
         for name, items in lists.items():
@@ -240,12 +240,9 @@ def _restriction_lines(site: Site, d: Dialect, notes: list[str]) -> dict[str, tu
             if Restriction("reject_unauth_pipelining") not in lists["smtpd_data_restrictions"]:
                 lists["smtpd_data_restrictions"].insert(0, Restriction("reject_unauth_pipelining"))
             notes.append(
-                f"Postfix {d.postfix} honours reject_unauth_pipelining only in smtpd_data_restrictions: "
-                "moved there"
+                f"Postfix {d.postfix} honours reject_unauth_pipelining only in smtpd_data_restrictions: moved there"
             )
-    return {
-        name: tuple(_restriction_text(x, site, d) for x in items) for name, items in lists.items() if items
-    }
+    return {name: tuple(_restriction_text(x, site, d) for x in items) for name, items in lists.items() if items}
 
 
 def _refuse_merged_open_relay(site: Site, d: Dialect, merged: list[Restriction]) -> None:

@@ -384,12 +384,12 @@ class HostVerification:
                 self.skip_group(names, f"port {plan.port} is not expected to answer from here ({plan.reason})")
                 continue
             port = plan.port
-            info = self.attempt(names[0], lambda port=port: probes.implicit_tls(self.endpoint, port))  # type: ignore[misc]
+            info = self.attempt(names[0], functools.partial(probes.implicit_tls, self.endpoint, port))
             if info is None:
                 self.skip_group(names[1:], f"no TLS session on port {port}")
                 continue
             self._certificate(prefix, info, expiry=False)
-            self._old_tls(prefix, lambda v, port=port: probes.implicit_tls_attempt(self.endpoint, port, v))  # type: ignore[misc]
+            self._old_tls(prefix, functools.partial(probes.implicit_tls_attempt, self.endpoint, port))
 
     # -- relaying ---------------------------------------------------------------------------------------
 
@@ -406,7 +406,7 @@ class HostVerification:
         for name, recipient in variants:
             tx = self.attempt(
                 name,
-                lambda r=recipient: probes.smtp_transaction(self.endpoint, sender=sender, recipient=r),  # type: ignore[misc]
+                functools.partial(probes.smtp_transaction, self.endpoint, sender=sender, recipient=recipient),
             )
             if tx is None:
                 continue
@@ -546,7 +546,7 @@ class HostVerification:
             if trusted_by_dovecot:
                 self.add(name, "skip", trusted_by_dovecot)
                 continue
-            login = self.attempt(name, lambda call=call: call(self.endpoint))  # type: ignore[misc]
+            login = self.attempt(name, functools.partial(call, self.endpoint))
             if login is None:
                 continue
             caps = " ".join(sorted(login.capabilities)) or "none"

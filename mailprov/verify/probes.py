@@ -286,8 +286,11 @@ class SmtpClient:
             return reply, None
         ctx = ctx or client_context()
 
+        plain = self._smtp.sock
+        if plain is None:
+            raise ProbeError("the server closed the connection")
         try:
-            sock = ctx.wrap_socket(self._smtp.sock, server_hostname=self.endpoint.server_name)  # type: ignore[arg-type]
+            sock = ctx.wrap_socket(plain, server_hostname=self.endpoint.server_name)
         except (ssl.SSLError, OSError) as exc:
             raise TlsHandshakeError(f"TLS handshake failed: {exc}") from None
         self._smtp.sock = sock
