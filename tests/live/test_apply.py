@@ -161,7 +161,8 @@ def test_plan_changes_nothing_and_shows_drift(site: Path, hosts: dict[str, Any],
     name = HOSTS["trixie"]
     assert run_cli("apply", str(site), "--yes", "--host", name).returncode == 0
     snapshot = "stat -c '%Y %n' /etc/postfix/* /etc/dovecot/dovecot.conf /etc/aliases*; " + (
-        "cat /var/spool/postfix/pid/master.pid /run/dovecot/master.pid")
+        "cat /var/spool/postfix/pid/master.pid /run/dovecot/master.pid"
+    )
     root_run(lab_connect, host, "echo '# edited by hand' >> /etc/postfix/main.cf")
     before = root_run(lab_connect, host, snapshot)
     saved = tmp_path / "plan.json"
@@ -200,3 +201,53 @@ def test_submission_block_added_then_really_removed(site: Path, hosts: dict[str,
     for host in hosts.values():
         out = root_run(lab_connect, host, "postconf -M submission/inet; grep -c mailprov /etc/postfix/master.cf")
         assert "submission" not in out and out.strip().endswith("0")
+
+
+def test_failure_after_switch_restores_previous_config(site: Path, hosts: dict[str, Any],
+                                                       lab_connect: Callable[..., Any], tmp_path: Path) -> None:  # fmt: skip
+    """doveconf accepts a listen address the host does not have; Dovecot then fails to start. apply
+    must put the previous files back and leave Dovecot answering."""
+    host = hosts["bookworm"]
+    name = HOSTS["bookworm"]
+    assert run_cli("apply", str(site), "--yes", "--host", name).returncode == 0
+    before = root_run(lab_connect, host, "md5sum /etc/dovecot/dovecot.conf")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(site.read_text().replace("dovecot:\n  protocols: [imap, pop3]",
+                                               "dovecot:\n  protocols: [imap, pop3]\n  extra:\n    listen: 192.0.2.77"))  # fmt: skip
+    result = run_cli("apply", str(broken), "--yes", "--host", name)
+    assert result.returncode == 1, result.stdout
+    assert "rolled back" in result.stdout
+    assert root_run(lab_connect, host, "md5sum /etc/dovecot/dovecot.conf") == before
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with imaplib.IMAP4_SSL(host.address, 993, ssl_context=context, timeout=10) as imap:
+        assert imap.login("john", PASSWORD)[0] == "OK"
+    assert run_cli("plan", str(site), "--host", name).returncode == 0
+
+
+def test_previous_mta_is_replaced(lab_host_at: Callable[[str, int], Any], lab_connect: Callable[..., Any],
+                                  tmp_path: Path) -> None:  # fmt: skip
+    host = lab_host_at("bookworm", 4)
+    root_run(lab_connect, host, "DEBIAN_FRONTEND=noninteractive apt-get -q -y install exim4-daemon-light >/dev/null 2>&1;"
+             " dpkg-query -W -f='${Status}' exim4-daemon-light")  # fmt: skip
+    text = (ROOT / "inventories" / "lab.yaml").read_text().replace("10.231.1.1", host.address)
+    path = tmp_path / "site.yaml"
+    path.write_text(text)
+    plan = run_cli("plan", str(path), "--host", HOSTS["bookworm"])
+    assert "replace the previous MTA (exim4-daemon-light)" in plan.stdout
+    result = run_cli("apply", str(path), "--yes", "--host", HOSTS["bookworm"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    status = root_run(lab_connect, host, "dpkg-query -W -f='${Status}' exim4-daemon-light postfix")
+    assert status.count("install ok installed") == 1  # postfix installed, exim4 gone
+
+
+def test_sudo_password_required_fails_fast(site: Path, tmp_path: Path) -> None:
+    text = site.read_text().replace("user: admin", "user: pwadmin", 1)
+    path = tmp_path / "site.yaml"
+    path.write_text(text)
+    start = __import__("time").monotonic()
+    result = run_cli("plan", str(path), "--host", HOSTS["bookworm"])
+    assert result.returncode == 1
+    assert "password" in (result.stdout + result.stderr).lower()
+    assert __import__("time").monotonic() - start < 15
