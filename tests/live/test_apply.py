@@ -28,8 +28,12 @@ HOSTS = {"bookworm": "mx1.example.test", "trixie": "mx2.example.test"}
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "MAILPROV_JOHN_PASSWORD": PASSWORD, "MAILPROV_ALICE_PASSWORD": ALICE_PASSWORD,
-                **(env or {})}  # fmt: skip
+    full_env = {
+        **os.environ,
+        "MAILPROV_JOHN_PASSWORD": PASSWORD,
+        "MAILPROV_ALICE_PASSWORD": ALICE_PASSWORD,
+        **(env or {}),
+    }
     return subprocess.run([*MAILPROV, *args], capture_output=True, text=True, cwd=ROOT, env=full_env, timeout=600)
 
 
@@ -66,12 +70,13 @@ def test_first_apply_converges_both_hosts(site: Path, hosts: dict[str, Any], lab
     assert PASSWORD not in result.stdout + result.stderr
     for host in hosts.values():
         state = root_run(
-            lab_connect, host,
+            lab_connect,
+            host,
             "stat -c '%U %G %a %n' /etc/postfix/main.cf /etc/dovecot/dovecot.conf /etc/ssl/private/*.key "
             "/home/john/Maildir /home/john/Maildir/new; iptables -S MAILPROV | head -3; "
             "iptables -C INPUT -j MAILPROV && echo hooked; grep -c MAILPROV /etc/iptables/rules.v4; "
             "postfix status; service dovecot status; postmap -q junk@spam.com hash:/etc/postfix/sender_access",
-        )  # fmt: skip
+        )
         assert "root root 644 /etc/postfix/main.cf" in state
         assert re.search(r"root root 600 /etc/ssl/private/mx\d\.example\.test\.key", state)
         assert "john john 700 /home/john/Maildir\n" in state
@@ -81,8 +86,9 @@ def test_first_apply_converges_both_hosts(site: Path, hosts: dict[str, Any], lab
         assert "REJECT" in state  # the sender_access map answers
 
 
-def test_second_run_changes_and_restarts_nothing(site: Path, hosts: dict[str, Any],
-                                                 lab_connect: Callable[..., Any]) -> None:  # fmt: skip
+def test_second_run_changes_and_restarts_nothing(
+    site: Path, hosts: dict[str, Any], lab_connect: Callable[..., Any]
+) -> None:
     before = {d: pids(lab_connect, h) for d, h in hosts.items()}
     plan = run_cli("plan", str(site))
     assert plan.returncode == 0, plan.stdout
@@ -92,8 +98,9 @@ def test_second_run_changes_and_restarts_nothing(site: Path, hosts: dict[str, An
     assert {d: pids(lab_connect, h) for d, h in hosts.items()} == before
 
 
-def test_site_change_shows_exactly_and_applies(site: Path, hosts: dict[str, Any],
-                                               lab_connect: Callable[..., Any], tmp_path: Path) -> None:  # fmt: skip
+def test_site_change_shows_exactly_and_applies(
+    site: Path, hosts: dict[str, Any], lab_connect: Callable[..., Any], tmp_path: Path
+) -> None:
     # Accounts are never removed by mailprov, so a fresh name keeps this test re-runnable on a kept lab.
     login = f"alice{os.getpid() % 100000}"
     text = site.read_text()
@@ -114,9 +121,12 @@ def test_site_change_shows_exactly_and_applies(site: Path, hosts: dict[str, Any]
     result = run_cli("apply", str(changed), "--yes")
     assert result.returncode == 0, result.stdout + result.stderr
     for host in hosts.values():
-        out = root_run(lab_connect, host,
-                       "postmap -q junk@spam.com hash:/etc/postfix/sender_access; echo rc=$?; "
-                       "postalias -q sales hash:/etc/aliases")  # fmt: skip
+        out = root_run(
+            lab_connect,
+            host,
+            "postmap -q junk@spam.com hash:/etc/postfix/sender_access; echo rc=$?; "
+            "postalias -q sales hash:/etc/aliases",
+        )
         assert "rc=1" in out and "john" in out
         context = ssl.create_default_context()
         context.check_hostname = False
@@ -125,8 +135,9 @@ def test_site_change_shows_exactly_and_applies(site: Path, hosts: dict[str, Any]
             assert imap.login(login, ALICE_PASSWORD)[0] == "OK"
 
 
-def test_rejected_config_leaves_live_files_untouched(site: Path, hosts: dict[str, Any],
-                                                     lab_connect: Callable[..., Any], tmp_path: Path) -> None:  # fmt: skip
+def test_rejected_config_leaves_live_files_untouched(
+    site: Path, hosts: dict[str, Any], lab_connect: Callable[..., Any], tmp_path: Path
+) -> None:
     host = hosts["bookworm"]
     before = root_run(lab_connect, host, "md5sum /etc/postfix/main.cf /etc/dovecot/dovecot.conf")
     broken = tmp_path / "broken.yaml"
@@ -144,8 +155,10 @@ def test_changed_host_key_is_refused(site: Path, hosts: dict[str, Any], tmp_path
     key = tmp_path / "other"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     known = tmp_path / "known_hosts"
-    known.write_text(f"{host.address} {(key.with_suffix('.pub')).read_text().split()[0]} "
-                     f"{(key.with_suffix('.pub')).read_text().split()[1]}\n")  # fmt: skip
+    known.write_text(
+        f"{host.address} {(key.with_suffix('.pub')).read_text().split()[0]} "
+        f"{(key.with_suffix('.pub')).read_text().split()[1]}\n"
+    )
     text = site.read_text().replace("/var/lib/mailprov-lab/known_hosts", str(known))
     other = tmp_path / "site.yaml"
     other.write_text(text)
@@ -155,8 +168,9 @@ def test_changed_host_key_is_refused(site: Path, hosts: dict[str, Any], tmp_path
     assert "Traceback" not in result.stderr
 
 
-def test_plan_changes_nothing_and_shows_drift(site: Path, hosts: dict[str, Any], lab_connect: Callable[..., Any],
-                                              tmp_path: Path) -> None:  # fmt: skip
+def test_plan_changes_nothing_and_shows_drift(
+    site: Path, hosts: dict[str, Any], lab_connect: Callable[..., Any], tmp_path: Path
+) -> None:
     host = hosts["trixie"]
     name = HOSTS["trixie"]
     assert run_cli("apply", str(site), "--yes", "--host", name).returncode == 0
@@ -185,8 +199,9 @@ def test_plan_changes_nothing_and_shows_drift(site: Path, hosts: dict[str, Any],
     assert run_cli("plan", str(site), "--host", name).returncode == 0
 
 
-def test_submission_block_added_then_really_removed(site: Path, hosts: dict[str, Any],
-                                                    lab_connect: Callable[..., Any], tmp_path: Path) -> None:  # fmt: skip
+def test_submission_block_added_then_really_removed(
+    site: Path, hosts: dict[str, Any], lab_connect: Callable[..., Any], tmp_path: Path
+) -> None:
     with_submission = tmp_path / "submission.yaml"
     with_submission.write_text(
         site.read_text().replace("  open: [smtp, imaps, pop3s]", "  open: [smtp, submission, imaps, pop3s]")
@@ -203,8 +218,9 @@ def test_submission_block_added_then_really_removed(site: Path, hosts: dict[str,
         assert "submission" not in out and out.strip().endswith("0")
 
 
-def test_failure_after_switch_restores_previous_config(site: Path, hosts: dict[str, Any],
-                                                       lab_connect: Callable[..., Any], tmp_path: Path) -> None:  # fmt: skip
+def test_failure_after_switch_restores_previous_config(
+    site: Path, hosts: dict[str, Any], lab_connect: Callable[..., Any], tmp_path: Path
+) -> None:
     """doveconf accepts a listen address the host does not have; Dovecot then fails to start. apply
     must put the previous files back and leave Dovecot answering."""
     host = hosts["bookworm"]
@@ -212,8 +228,12 @@ def test_failure_after_switch_restores_previous_config(site: Path, hosts: dict[s
     assert run_cli("apply", str(site), "--yes", "--host", name).returncode == 0
     before = root_run(lab_connect, host, "md5sum /etc/dovecot/dovecot.conf")
     broken = tmp_path / "broken.yaml"
-    broken.write_text(site.read_text().replace("dovecot:\n  protocols: [imap, pop3]",
-                                               "dovecot:\n  protocols: [imap, pop3]\n  extra:\n    listen: 192.0.2.77"))  # fmt: skip
+    broken.write_text(
+        site.read_text().replace(
+            "dovecot:\n  protocols: [imap, pop3]",
+            "dovecot:\n  protocols: [imap, pop3]\n  extra:\n    listen: 192.0.2.77",
+        )
+    )
     result = run_cli("apply", str(broken), "--yes", "--host", name)
     assert result.returncode == 1, result.stdout
     assert "rolled back" in result.stdout
@@ -226,11 +246,16 @@ def test_failure_after_switch_restores_previous_config(site: Path, hosts: dict[s
     assert run_cli("plan", str(site), "--host", name).returncode == 0
 
 
-def test_previous_mta_is_replaced(lab_host_at: Callable[[str, int], Any], lab_connect: Callable[..., Any],
-                                  tmp_path: Path) -> None:  # fmt: skip
+def test_previous_mta_is_replaced(
+    lab_host_at: Callable[[str, int], Any], lab_connect: Callable[..., Any], tmp_path: Path
+) -> None:
     host = lab_host_at("bookworm", 4)
-    root_run(lab_connect, host, "DEBIAN_FRONTEND=noninteractive apt-get -q -y install exim4-daemon-light >/dev/null 2>&1;"
-             " dpkg-query -W -f='${Status}' exim4-daemon-light")  # fmt: skip
+    root_run(
+        lab_connect,
+        host,
+        "DEBIAN_FRONTEND=noninteractive apt-get -q -y install exim4-daemon-light >/dev/null 2>&1;"
+        " dpkg-query -W -f='${Status}' exim4-daemon-light",
+    )
     text = (ROOT / "inventories" / "lab.yaml").read_text().replace("10.231.1.1", host.address)
     path = tmp_path / "site.yaml"
     path.write_text(text)
