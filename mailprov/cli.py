@@ -91,10 +91,11 @@ def render(site: str, host_name: str | None, facts: str, out: str) -> None:
 def _site_options(func: F) -> F:
     func = click.option("--host", "host_names", multiple=True, help="Only this host (repeatable).")(func)
     func = click.option(
-        "--accept-new-host-keys", is_flag=True,
+        "--accept-new-host-keys",
+        is_flag=True,
         help="Trust and record host keys not yet in known_hosts (like OpenSSH accept-new). Changed keys are "
         "always refused.",
-    )(func)  # fmt: skip
+    )(func)
     func = click.option("--known-hosts", type=click.Path(dir_okay=False), help="Extra known_hosts file.")(func)
     return func
 
@@ -105,8 +106,14 @@ def _site_options(func: F) -> F:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable plan.")
 @click.option("--out", "out", type=click.Path(dir_okay=False), help="Save the plan for `apply --plan-file`.")
 @_handle_errors
-def plan(site: str, host_names: tuple[str, ...], accept_new_host_keys: bool, known_hosts: str | None,
-         as_json: bool, out: str | None) -> None:  # fmt: skip
+def plan(
+    site: str,
+    host_names: tuple[str, ...],
+    accept_new_host_keys: bool,
+    known_hosts: str | None,
+    as_json: bool,
+    out: str | None,
+) -> None:
     """Show exactly what apply would change on each host, and change nothing.
 
     Exit 0: no changes; 2: changes pending; 1: error.
@@ -130,8 +137,9 @@ def plan(site: str, host_names: tuple[str, ...], accept_new_host_keys: bool, kno
     if out:
         from mailprov import planfile
 
-        planfile.save(out, site, {o.host: o.plan.fingerprint for o in outcomes if o.plan},
-                      [plan_data(o) for o in outcomes])  # fmt: skip
+        planfile.save(
+            out, site, {o.host: o.plan.fingerprint for o in outcomes if o.plan}, [plan_data(o) for o in outcomes]
+        )
     sys.exit(2 if any(o.plan and o.plan.changes for o in outcomes) else 0)
 
 
@@ -140,12 +148,21 @@ def plan(site: str, host_names: tuple[str, ...], accept_new_host_keys: bool, kno
 @_site_options
 @click.option("--yes", is_flag=True, help="Apply without asking.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable plan and results.")
-@click.option("--plan-file", type=click.Path(exists=True, dir_okay=False),
-              help="Apply the plan saved by `plan --out` (reviewed already: no question); refuse hosts that "
-              "changed since.")  # fmt: skip
+@click.option(
+    "--plan-file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Apply the plan saved by `plan --out` (reviewed already: no question); refuse hosts that changed since.",
+)
 @_handle_errors
-def apply(site: str, host_names: tuple[str, ...], accept_new_host_keys: bool, known_hosts: str | None,
-          yes: bool, as_json: bool, plan_file: str | None) -> None:  # fmt: skip
+def apply(
+    site: str,
+    host_names: tuple[str, ...],
+    accept_new_host_keys: bool,
+    known_hosts: str | None,
+    yes: bool,
+    as_json: bool,
+    plan_file: str | None,
+) -> None:
     """Make every host match SITE: show the plan, ask, apply exactly that plan, report per host."""
     from mailprov.config.loader import load_site
     from mailprov.orchestrate import HostOutcome, RunOptions, apply_site, select_hosts
@@ -173,8 +190,15 @@ def apply(site: str, host_names: tuple[str, ...], accept_new_host_keys: bool, kn
             raise click.UsageError("apply needs --yes when standard input is not a terminal")
         return click.confirm("Apply these changes?", default=False)
 
-    outcomes = apply_site(model, select_hosts(model, host_names), options, Path(site).resolve().parent, approve,
-                          expected=expected, progress=None if as_json else reporter.line)  # fmt: skip
+    outcomes = apply_site(
+        model,
+        select_hosts(model, host_names),
+        options,
+        Path(site).resolve().parent,
+        approve,
+        expected=expected,
+        progress=None if as_json else reporter.line,
+    )
     if as_json:
         reporter.json([plan_data(o) for o in outcomes])
     else:
@@ -187,13 +211,17 @@ def apply(site: str, host_names: tuple[str, ...], accept_new_host_keys: bool, kn
 @click.argument("site", type=click.Path(dir_okay=False))
 @click.option("--host", "host_names", multiple=True, help="Only this host (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable results for CI.")
-@click.option("--from-outside", is_flag=True, help="This client is outside mynetworks: relay must be denied, "
-              "LAN-only ports closed.")  # fmt: skip
+@click.option(
+    "--from-outside",
+    is_flag=True,
+    help="This client is outside mynetworks: relay must be denied, LAN-only ports closed.",
+)
 @click.option("--no-host-checks", is_flag=True, help="Skip the on-host checks over SSH.")
 @click.option("--no-dns", is_flag=True, help="Skip the DNS checks.")
 @_handle_errors
-def verify(site: str, host_names: tuple[str, ...], as_json: bool, from_outside: bool, no_host_checks: bool,
-           no_dns: bool) -> None:  # fmt: skip
+def verify(
+    site: str, host_names: tuple[str, ...], as_json: bool, from_outside: bool, no_host_checks: bool, no_dns: bool
+) -> None:
     """Prove from the network that each host works as a mail server and is safe. Exit 1 if a check fails."""
     from mailprov.config.loader import load_site
     from mailprov.orchestrate import select_hosts
@@ -206,7 +234,7 @@ def verify(site: str, host_names: tuple[str, ...], as_json: bool, from_outside: 
         summary_rows,
         to_json,
         verify_site,
-    )  # fmt: skip
+    )
 
     model = load_site(site)
     options = VerifyOptions(from_outside=from_outside, host_checks=not no_host_checks, dns=not no_dns)
@@ -273,11 +301,17 @@ def _print_lab_hosts(reporter: Reporter, hosts: Any) -> None:
         None,
         ["host", "distro", "address", "outside", "ssh", "state"],
         [
-            [h.name, h.distro, h.address, h.outside_address, f"root@{h.address} -i {h.root_key}",
-             "running" if h.running else "stopped"]
+            [
+                h.name,
+                h.distro,
+                h.address,
+                h.outside_address,
+                f"root@{h.address} -i {h.root_key}",
+                "running" if h.running else "stopped",
+            ]
             for h in hosts
         ],
-    )  # fmt: skip
+    )
 
 
 if __name__ == "__main__":

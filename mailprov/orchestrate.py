@@ -99,8 +99,9 @@ def run_hosts(
         try:
             with SshTransport(target_for(host, options, base_dir)) as transport:
                 outcome = work(host, transport)
-                return HostOutcome(outcome.host, outcome.plan, outcome.result, outcome.error,
-                                   transport.round_trips, outcome.secrets)  # fmt: skip
+                return HostOutcome(
+                    outcome.host, outcome.plan, outcome.result, outcome.error, transport.round_trips, outcome.secrets
+                )
         except MailprovError as exc:
             return HostOutcome(host.name, error=str(exc))
 
@@ -108,8 +109,9 @@ def run_hosts(
 
 
 def plan_site(site: Site, hosts: Sequence[Host], options: RunOptions, base_dir: Path) -> list[HostOutcome]:
-    return run_hosts(site, hosts, options, base_dir,
-                     lambda host, t: HostOutcome(host.name, plan=plan_host(site, host, t, base_dir)))  # fmt: skip
+    return run_hosts(
+        site, hosts, options, base_dir, lambda host, t: HostOutcome(host.name, plan=plan_host(site, host, t, base_dir))
+    )
 
 
 def apply_site(
@@ -171,8 +173,11 @@ def _check_unchanged(outcome: HostOutcome, expected: Mapping[str, str]) -> HostO
     if outcome.host not in expected:
         return HostOutcome(outcome.host, error="not in the saved plan: run `mailprov plan --out` again")
     if expected[outcome.host] != outcome.plan.fingerprint:
-        return HostOutcome(outcome.host, error="the host changed since the saved plan was made: nothing was "
-                           "applied; run `mailprov plan --out` again and review")  # fmt: skip
+        return HostOutcome(
+            outcome.host,
+            error="the host changed since the saved plan was made: nothing was "
+            "applied; run `mailprov plan --out` again and review",
+        )
     return outcome
 
 

@@ -164,16 +164,33 @@ def _packages(site: Site, d: Dialect, state: HostState) -> list[Change]:
             commands.append(Command(("debconf-set-selections",), stdin=preseed))
             commands.append(Command(("apt-get", "-q", "update")))
             commands.append(
-                Command(("env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "-q", "-y",
-                         "-o", "Dpkg::Options::=--force-confold", "install", *missing))
-            )  # fmt: skip
+                Command(
+                    (
+                        "env",
+                        "DEBIAN_FRONTEND=noninteractive",
+                        "apt-get",
+                        "-q",
+                        "-y",
+                        "-o",
+                        "Dpkg::Options::=--force-confold",
+                        "install",
+                        *missing,
+                    )
+                )
+            )
         else:
             commands.append(Command((d.platform.package_manager.value, "-y", "install", *missing)))
         notifies = {Handler.POSTFIX, Handler.DOVECOT} | ({Handler.POSTGREY} if site.greylisting.enabled else set())
         changes.append(
-            Change("packages", Phase.PACKAGES, "install", f"install {' '.join(missing)}",
-                   commands=tuple(commands), notifies=frozenset(notifies))
-        )  # fmt: skip
+            Change(
+                "packages",
+                Phase.PACKAGES,
+                "install",
+                f"install {' '.join(missing)}",
+                commands=tuple(commands),
+                notifies=frozenset(notifies),
+            )
+        )
     other = [p for p in d.other_mtas if p in state.packages]
     if other:
         if d.platform.os_family is OsFamily.RHEL:
@@ -183,8 +200,9 @@ def _packages(site: Site, d: Dialect, state: HostState) -> list[Change]:
             )
         else:
             cmds = (Command(("env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "-q", "-y", "remove", *other)),)
-        changes.append(Change("mta", Phase.PACKAGES, "remove", f"replace the previous MTA ({', '.join(other)})",
-                              commands=cmds))  # fmt: skip
+        changes.append(
+            Change("mta", Phase.PACKAGES, "remove", f"replace the previous MTA ({', '.join(other)})", commands=cmds)
+        )
     return changes
 
 
@@ -215,9 +233,14 @@ def _users(site: Site, state: HostState, base_dir: Path) -> list[Change]:
             parts.append("Maildir 0700")
         if commands:
             changes.append(
-                Change(f"user:{user.login}", Phase.USERS, "create" if current is None else "update",
-                       f"user {user.login}: {', '.join(parts)}", commands=tuple(commands))
-            )  # fmt: skip
+                Change(
+                    f"user:{user.login}",
+                    Phase.USERS,
+                    "create" if current is None else "update",
+                    f"user {user.login}: {', '.join(parts)}",
+                    commands=tuple(commands),
+                )
+            )
     return changes
 
 
@@ -246,18 +269,43 @@ def _certificate(rendered: Rendered, state: HostState) -> list[Change]:
     reason = "missing" if not state.cert.exists else ("key missing" if not (key and key.exists) else "expiring")
     commands = (
         Command(("mkdir", "-p", str(Path(cert.cert_path).parent), str(Path(cert.key_path).parent))),
-        Command(("sh", "-c", "umask 077 && exec \"$@\"", "openssl", "openssl", "req", "-x509", "-newkey",
-                 f"rsa:{cert.key_bits}", "-nodes", "-sha256", "-days", str(cert.generate_days),
-                 "-subj", cert.subject, "-keyout", cert.key_path, "-out", cert.cert_path)),
+        Command(
+            (
+                "sh",
+                "-c",
+                'umask 077 && exec "$@"',
+                "openssl",
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                f"rsa:{cert.key_bits}",
+                "-nodes",
+                "-sha256",
+                "-days",
+                str(cert.generate_days),
+                "-subj",
+                cert.subject,
+                "-keyout",
+                cert.key_path,
+                "-out",
+                cert.cert_path,
+            )
+        ),
         Command(("chown", "root:root", cert.key_path)),
         Command(("chmod", "0600", cert.key_path)),
         Command(("chmod", "0644", cert.cert_path)),
-    )  # fmt: skip
+    )
     return [
-        Change(f"cert:{cert.cert_path}", Phase.CERTS, "generate",
-               f"self-signed certificate {cert.subject}, {cert.generate_days} days ({reason})",
-               commands=commands, notifies=frozenset({Handler.POSTFIX, Handler.DOVECOT}))
-    ]  # fmt: skip
+        Change(
+            f"cert:{cert.cert_path}",
+            Phase.CERTS,
+            "generate",
+            f"self-signed certificate {cert.subject}, {cert.generate_days} days ({reason})",
+            commands=commands,
+            notifies=frozenset({Handler.POSTFIX, Handler.DOVECOT}),
+        )
+    ]
 
 
 _NOTIFY = {
@@ -301,16 +349,24 @@ def _files(rendered: Rendered, state: HostState) -> list[Change]:
             # merged into it on the host, after installation.
             if f.content:
                 changes.append(
-                    Change(f"file:{f.path}", Phase.FILES, "update", f"{f.path}: add the mailprov block",
-                           diff=_diff(f.path, "", f"{f.block[0]}\n{f.content}{f.block[1]}\n", secret=False,
-                                      exists=True),
-                           file=f, notifies=frozenset(_NOTIFY[f.role]))
-                )  # fmt: skip
+                    Change(
+                        f"file:{f.path}",
+                        Phase.FILES,
+                        "update",
+                        f"{f.path}: add the mailprov block",
+                        diff=_diff(f.path, "", f"{f.block[0]}\n{f.content}{f.block[1]}\n", secret=False, exists=True),
+                        file=f,
+                        notifies=frozenset(_NOTIFY[f.role]),
+                    )
+                )
             continue
         content = desired_content(f, state)
         same_content = exists and current is not None and current.md5 == file_md5(content)
-        same_meta = exists and current is not None and (current.owner, current.group, current.mode) == (
-            f.owner, f.group, f.mode)  # fmt: skip
+        same_meta = (
+            exists
+            and current is not None
+            and (current.owner, current.group, current.mode) == (f.owner, f.group, f.mode)
+        )
         if same_content and same_meta:
             continue
         final = RenderedFile(f.path, content, f.role, f.owner, f.group, f.mode, f.secret, None)
@@ -322,12 +378,20 @@ def _files(rendered: Rendered, state: HostState) -> list[Change]:
             old = (current.content if current and current.content is not None else "") if exists else ""
             diff = _diff(f.path, old, content, secret=f.secret, exists=exists)
             summary = f"{f.path}: {'update' if exists else 'create'}" + (
-                " (edited on the host since the last apply: drift)" if drift else "")  # fmt: skip
+                " (edited on the host since the last apply: drift)" if drift else ""
+            )
         changes.append(
-            Change(f"file:{f.path}", Phase.FILES, "update" if exists else "create", summary, diff=diff,
-                   file=final, notifies=frozenset(_NOTIFY[f.role]) if not same_content else frozenset(),
-                   drift=drift)
-        )  # fmt: skip
+            Change(
+                f"file:{f.path}",
+                Phase.FILES,
+                "update" if exists else "create",
+                summary,
+                diff=diff,
+                file=final,
+                notifies=frozenset(_NOTIFY[f.role]) if not same_content else frozenset(),
+                drift=drift,
+            )
+        )
     d = rendered.dialect
     for path in (d.paths.aliases, d.paths.sender_access):
         source = next((x for x in rendered.files if x.path == path), None)
@@ -337,8 +401,15 @@ def _files(rendered: Rendered, state: HostState) -> list[Change]:
             continue
         if db is None or not db.exists or (src is not None and src.mtime > db.mtime):
             handler = Handler.NEWALIASES if path == d.paths.aliases else Handler.POSTMAP
-            changes.append(Change(f"map:{path}", Phase.FILES, "rebuild", f"{path}: compiled map missing or stale",
-                                  notifies=frozenset({handler})))  # fmt: skip
+            changes.append(
+                Change(
+                    f"map:{path}",
+                    Phase.FILES,
+                    "rebuild",
+                    f"{path}: compiled map missing or stale",
+                    notifies=frozenset({handler}),
+                )
+            )
     return changes
 
 
@@ -347,10 +418,13 @@ def _diff(path: str, old: str, new: str, *, secret: bool, exists: bool) -> tuple
         return (f"--- {path}", f"+++ {path}", "@@ content redacted (secret) @@")
     return tuple(
         difflib.unified_diff(
-            old.splitlines(keepends=True), new.splitlines(keepends=True),
-            fromfile=path if exists else "/dev/null", tofile=path, n=2,
+            old.splitlines(keepends=True),
+            new.splitlines(keepends=True),
+            fromfile=path if exists else "/dev/null",
+            tofile=path,
+            n=2,
         )
-    )  # fmt: skip
+    )
 
 
 def _firewall(site: Site, rendered: Rendered, state: HostState) -> list[Change]:
@@ -364,9 +438,15 @@ def _firewall(site: Site, rendered: Rendered, state: HostState) -> list[Change]:
             continue
         expected = sum(1 for line in f.content.splitlines() if line.startswith("-A "))
         if state.firewall_rules.get(family, -1) != expected or not state.firewall_hooked.get(family, False):
-            out.append(Change(f"firewall:{family}", Phase.FILES, "load",
-                              f"firewall ({family}): load the MAILPROV chain and hook it into INPUT",
-                              notifies=frozenset({Handler.FIREWALL})))  # fmt: skip
+            out.append(
+                Change(
+                    f"firewall:{family}",
+                    Phase.FILES,
+                    "load",
+                    f"firewall ({family}): load the MAILPROV chain and hook it into INPUT",
+                    notifies=frozenset({Handler.FIREWALL}),
+                )
+            )
     return out
 
 
@@ -376,8 +456,15 @@ def _services(site: Site, d: Dialect, state: HostState) -> list[Change]:
     for name in names:
         s = state.services.get(name)
         if s is None or not s.enabled:
-            changes.append(Change(f"enable:{name}", Phase.SERVICES, "enable", f"{name}: start at boot",
-                                  commands=(Command(tuple(d.enable_service_argv(name))),)))  # fmt: skip
+            changes.append(
+                Change(
+                    f"enable:{name}",
+                    Phase.SERVICES,
+                    "enable",
+                    f"{name}: start at boot",
+                    commands=(Command(tuple(d.enable_service_argv(name))),),
+                )
+            )
     return changes
 
 

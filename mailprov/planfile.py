@@ -30,8 +30,13 @@ def site_digest(site_path: str | Path) -> str:
 
 
 def save(path: str | Path, site_path: str | Path, fingerprints: dict[str, str], readable: list[dict[str, Any]]) -> None:
-    document = {"format": FORMAT, "site": str(Path(site_path).resolve()), "site_sha256": site_digest(site_path),
-                "hosts": fingerprints, "plan": readable}  # fmt: skip
+    document = {
+        "format": FORMAT,
+        "site": str(Path(site_path).resolve()),
+        "site_sha256": site_digest(site_path),
+        "hosts": fingerprints,
+        "plan": readable,
+    }
     Path(path).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
 
 

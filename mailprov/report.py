@@ -89,16 +89,27 @@ def plan_data(outcome: Any) -> dict[str, Any]:
             platform=plan.platform,
             notes=list(plan.notes),
             changes=[
-                {"key": c.key, "action": c.action, "summary": c.summary, "drift": c.drift,
-                 "diff": list(c.diff), "commands": [cmd.display() for cmd in c.commands]}
+                {
+                    "key": c.key,
+                    "action": c.action,
+                    "summary": c.summary,
+                    "drift": c.drift,
+                    "diff": list(c.diff),
+                    "commands": [cmd.display() for cmd in c.commands],
+                }
                 for c in plan.changes
             ],
             handlers=[{"name": h.name.lower(), "commands": handler_commands(h, plan)} for h in plan.handlers],
-        )  # fmt: skip
+        )
     result = getattr(outcome, "result", None)
     if result is not None:
-        data["apply"] = {"ok": result.ok, "steps": list(result.steps), "failed_step": result.failed_step,
-                         "message": result.message, "rolled_back": result.rolled_back}  # fmt: skip
+        data["apply"] = {
+            "ok": result.ok,
+            "steps": list(result.steps),
+            "failed_step": result.failed_step,
+            "message": result.message,
+            "rolled_back": result.rolled_back,
+        }
     return data
 
 
@@ -115,8 +126,10 @@ def show_plan(reporter: Reporter, outcome: Any) -> None:
         reporter.ok("no changes: the host matches the site")
         return
     for change in data["changes"]:
-        reporter.line(f"  {'~' if change['action'] == 'update' else '+'} {change['summary']}",
-                      "yellow" if change["drift"] else None)  # fmt: skip
+        reporter.line(
+            f"  {'~' if change['action'] == 'update' else '+'} {change['summary']}",
+            "yellow" if change["drift"] else None,
+        )
         for command in change["commands"]:
             reporter.line(f"      $ {command}", "dim")
         if change["diff"]:

@@ -38,15 +38,27 @@ def write_tree(rendered: Rendered, out: Path) -> list[Path]:
     if rendered.certificate:
         c = rendered.certificate
         manifest.append(
-            {"path": c.key_path, "file": None, "owner": "root", "group": "root", "mode": "0600", "role": "cert",
-             "managed_block": None}
-        )  # fmt: skip
+            {
+                "path": c.key_path,
+                "file": None,
+                "owner": "root",
+                "group": "root",
+                "mode": "0600",
+                "role": "cert",
+                "managed_block": None,
+            }
+        )
     (out / MANIFEST).write_text(
         json.dumps(
-            {"host": rendered.host.name, "platform": rendered.dialect.platform.to_json(), "files": manifest,
-             "notes": list(rendered.notes)},
+            {
+                "host": rendered.host.name,
+                "platform": rendered.dialect.platform.to_json(),
+                "files": manifest,
+                "notes": list(rendered.notes),
+            },
             indent=2,
-        ) + "\n",
+        )
+        + "\n",
         encoding="utf-8",
-    )  # fmt: skip
+    )
     return written
