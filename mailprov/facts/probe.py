@@ -265,8 +265,8 @@ def parse_probe(output: str, host: str, platform: Platform | None = None) -> Hos
     ).hexdigest()
     return HostState(
         platform=platform,
-        postfix_installed="postfix_version" in kv,
-        dovecot_installed="dovecot_version" in kv,
+        postfix_installed="postfix" in packages,
+        dovecot_installed=any(name in packages for name in ("dovecot", "dovecot-core")),
         packages=packages,
         files=files,
         users=users,
