@@ -8,16 +8,19 @@ the same user, key, known_hosts and sudo settings as `plan` and `apply`.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import testinfra.backend.base
 import testinfra.host
 
 from mailprov.config.model import Mailbox, Site
+from mailprov.errors import MailprovError
 from mailprov.render import Rendered
 from mailprov.transport.base import Transport
 from mailprov.transport.shell import quote
-from mailprov.verify.results import CheckResult, Status
+from mailprov.verify.results import CheckResult
 
 COMMAND_TIMEOUT = 60.0
 
@@ -72,99 +75,95 @@ def expected_services(site: Site) -> tuple[str, ...]:
     return ("postfix", "dovecot", *(("postgrey",) if site.greylisting.enabled else ()))
 
 
+HostCheck = tuple[bool, str]  # passed?, what was seen
+
+
 def host_checks(site: Site, rendered: Rendered, transport: Transport) -> list[CheckResult]:
-    """Packages, services, file modes, configuration checks and map freshness, one result each."""
+    """Packages, services, file modes, configuration checks and map freshness, one result each.
+
+    Each check runs on its own: testinfra's assertion on an unexpected exit status, or a dropped SSH
+    session, fails that check by name and the others still run.
+    """
     h = testinfra_host(transport)
-    name = rendered.host.name
+    host = rendered.host.name
     d = rendered.dialect
     out: list[CheckResult] = []
 
-    def add(check: str, status: Status, detail: str) -> None:
-        out.append(CheckResult(name, check, status, detail))
+    def check(name: str, probe: Callable[[], HostCheck | CheckResult]) -> None:
+        try:
+            result = probe()
+        except (AssertionError, RuntimeError, MailprovError) as exc:
+            out.append(CheckResult(host, name, "fail", f"could not check: {_tail(str(exc))}"))
+            return
+        if isinstance(result, CheckResult):
+            out.append(result)
+        else:
+            out.append(CheckResult(host, name, "pass" if result[0] else "fail", result[1]))
 
     for package in expected_packages(site, rendered):
-        pkg = h.package(package)
-        installed = bool(pkg.is_installed)
-        add(
-            f"host.package.{package}",
-            "pass" if installed else "fail",
-            f"{package} {pkg.version} installed" if installed else f"{package} is not installed",
-        )
-
+        check(f"host.package.{package}", functools.partial(_package, h, package))
     for service in expected_services(site):
-        svc = h.service(service)
-        running = bool(svc.is_running)
-        add(
-            f"host.service_running.{service}",
-            "pass" if running else "fail",
-            f"{service} is running" if running else f"{service} is not running",
-        )
-        enabled = bool(svc.is_enabled)
-        add(
-            f"host.service_enabled.{service}",
-            "pass" if enabled else "fail",
-            f"{service} starts at boot" if enabled else f"{service} is not enabled at boot",
-        )
-
+        check(f"host.service_running.{service}", functools.partial(_running, h, service))
+        check(f"host.service_enabled.{service}", functools.partial(_enabled, h, service))
     if rendered.certificate is not None:
-        key = h.file(rendered.certificate.key_path)
-        if not key.exists:
-            add("host.tls_key_private", "fail", f"{rendered.certificate.key_path} does not exist")
-        else:
-            ok = key.user == "root" and key.mode & 0o077 == 0
-            add(
-                "host.tls_key_private",
-                "pass" if ok else "fail",
-                f"{key.path}: {key.user}:{key.group} {key.mode:04o}"
-                + ("" if ok else " (must be owned by root, readable by root only: 0600)"),
-            )
-
+        check("host.tls_key_private", functools.partial(_private_key, h, rendered.certificate.key_path))
     if site.mailbox is Mailbox.MAILDIR:
         for user in site.users:
-            out.append(_maildir(h, name, user.login))
-
-    cmd = h.run("postfix check")
-    noise = (cmd.stdout + cmd.stderr).strip()
-    add(
-        "host.postfix_check",
-        "pass" if cmd.rc == 0 and not noise else "fail",
-        "postfix check: clean" if cmd.rc == 0 and not noise else f"postfix check (exit {cmd.rc}): {_tail(noise)}",
-    )
-    cmd = h.run("postconf -n")
-    add(
-        "host.postconf_warnings",
-        "pass" if cmd.rc == 0 and not cmd.stderr.strip() else "fail",
-        "postconf -n: no warnings"
-        if cmd.rc == 0 and not cmd.stderr.strip()
-        else f"postconf -n (exit {cmd.rc}): {_tail(cmd.stderr)}",
-    )
-    cmd = h.run("doveconf -n")
-    add(
-        "host.doveconf",
-        "pass" if cmd.rc == 0 and not cmd.stderr.strip() else "fail",
-        "doveconf -n: clean"
-        if cmd.rc == 0 and not cmd.stderr.strip()
-        else f"doveconf -n (exit {cmd.rc}): {_tail(cmd.stderr)}",
-    )
-
+            check(f"host.maildir.{user.login}", functools.partial(_maildir, h, host, user.login))
+    check("host.postfix_check", functools.partial(_quiet_command, h, "postfix check", stdout_counts=True))
+    check("host.postconf_warnings", functools.partial(_quiet_command, h, "postconf -n", stdout_counts=False))
+    check("host.doveconf", functools.partial(_quiet_command, h, "doveconf -n", stdout_counts=False))
     maps = [("aliases", d.paths.aliases)]
     if site.sender_access:
         maps.append(("sender_access", d.paths.sender_access))
     for label, source in maps:
-        out.append(_map_fresh(h, name, label, source, d.map_type))
-
+        check(f"host.map_fresh.{label}", functools.partial(_map_fresh, h, host, label, source, d.map_type))
     for family, path in (("ipv4", d.paths.firewall_v4), ("ipv6", d.paths.firewall_v6)):
         if any(f.path == path for f in rendered.files):
             tool = "iptables" if family == "ipv4" else "ip6tables"
-            hooked = h.run(f"{tool} -C INPUT -j MAILPROV").rc == 0
-            add(
-                f"host.firewall_hooked.{family}",
-                "pass" if hooked else "fail",
-                f"INPUT jumps to the MAILPROV chain ({tool})"
-                if hooked
-                else f"INPUT does not jump to MAILPROV ({tool}): the mail firewall policy is not in force",
-            )
+            check(f"host.firewall_hooked.{family}", functools.partial(_firewall_hooked, h, tool))
     return out
+
+
+def _package(h: Any, package: str) -> HostCheck:
+    pkg = h.package(package)
+    if pkg.is_installed:
+        return True, f"{package} {pkg.version} installed"
+    return False, f"{package} is not installed"
+
+
+def _running(h: Any, service: str) -> HostCheck:
+    running = bool(h.service(service).is_running)
+    return running, f"{service} is running" if running else f"{service} is not running"
+
+
+def _enabled(h: Any, service: str) -> HostCheck:
+    enabled = bool(h.service(service).is_enabled)
+    return enabled, f"{service} starts at boot" if enabled else f"{service} is not enabled at boot"
+
+
+def _private_key(h: Any, path: str) -> HostCheck:
+    key = h.file(path)
+    if not key.exists:
+        return False, f"{path} does not exist"
+    ok = key.user == "root" and key.mode & 0o077 == 0
+    hint = "" if ok else " (must be owned by root, readable by root only: 0600)"
+    return ok, f"{path}: {key.user}:{key.group} {key.mode:04o}{hint}"
+
+
+def _quiet_command(h: Any, command: str, *, stdout_counts: bool) -> HostCheck:
+    """Exit 0 and nothing on stderr (nor on stdout, for `postfix check`): warnings are findings."""
+    cmd = h.run(command)
+    noise = ((cmd.stdout if stdout_counts else "") + cmd.stderr).strip()
+    if cmd.rc == 0 and not noise:
+        return True, f"{command}: clean"
+    return False, f"{command} (exit {cmd.rc}): {_tail(noise)}"
+
+
+def _firewall_hooked(h: Any, tool: str) -> HostCheck:
+    if h.run(f"{tool} -C INPUT -j MAILPROV").rc == 0:
+        return True, f"INPUT jumps to the MAILPROV chain ({tool})"
+    return False, f"INPUT does not jump to MAILPROV ({tool}): the mail firewall policy is not in force"
 
 
 def _maildir(h: Any, host: str, login: str) -> CheckResult:

@@ -14,6 +14,7 @@ import pytest
 
 from mailprov.config.loader import parse_site
 from mailprov.config.model import Site
+from mailprov.errors import TransportError
 from mailprov.verify import checks, probes
 from mailprov.verify.checks import VerifyOptions, verify_host
 from mailprov.verify.results import CheckResult
@@ -111,3 +112,31 @@ def test_secrets_never_leave_verify(site: Site, tmp_path: Path, monkeypatch: pyt
     text = repr(results)
     assert PASSWORD not in text and plain not in text
     assert "server said: AUTH PLAIN *** / ***" in by_name(results)["smtp.connect"].detail
+
+
+class _DeadTransport:
+    """A session that drops on the first command."""
+
+    host = "mx1.example.test"
+    round_trips = 0
+
+    def run(self, argv: object, **kwargs: object) -> object:
+        raise TransportError("mx1.example.test: the SSH session dropped")
+
+    def run_script(self, script: str, **kwargs: object) -> object:
+        raise TransportError("mx1.example.test: the SSH session dropped")
+
+    def close(self) -> None:
+        pass
+
+
+def test_host_checks_fail_one_by_one_when_the_session_drops(site: Site, tmp_path: Path) -> None:
+    from mailprov.facts.platform import PRESETS
+    from mailprov.render import render_host
+    from mailprov.verify.hostchecks import host_checks
+
+    rendered = render_host(site, site.hosts[0], PRESETS["debian12"], tmp_path)
+    results = by_name(host_checks(site, rendered, _DeadTransport()))  # type: ignore[arg-type]
+    assert "host.package.postfix" in results and "host.postfix_check" in results and "host.maildir.john" in results
+    assert {r.status for r in results.values()} == {"fail"}
+    assert all("could not check" in r.detail and "dropped" in r.detail for r in results.values())
