@@ -413,8 +413,11 @@ def smtp_transaction(
             reply, ehlo = smtp.ehlo(helo)
             if not step("ehlo", reply):
                 return Transaction(tuple(steps), "ehlo", local)
-        if auth is not None and not step("auth", smtp.auth(*auth)):
-            return Transaction(tuple(steps), "auth", local)
+        if auth is not None:
+            if smtp.tls is None:
+                raise ProbeError("no TLS session: the password is never sent in clear (STARTTLS not offered)")
+            if not step("auth", smtp.auth(*auth)):
+                return Transaction(tuple(steps), "auth", local)
         if not step("mail", smtp.command("MAIL", f"FROM:<{sender}>")):
             smtp.command("RSET")
             return Transaction(tuple(steps), "mail", local)
@@ -458,14 +461,15 @@ def smtp_session(endpoint: Endpoint, port: int = 25) -> SmtpSession:
 
 
 def smtp_auth(endpoint: Endpoint, mechanism: str, creds: Credentials, port: int = 25) -> SmtpReply:
-    """EHLO, STARTTLS, EHLO, AUTH: the server's answer to the credentials."""
+    """EHLO, STARTTLS, EHLO, AUTH: the server's answer to the credentials (never sent without TLS)."""
     with SmtpClient(endpoint, port) as smtp:
         _, ehlo = smtp.ehlo()
-        if ehlo.offers("STARTTLS"):
-            reply, _ = smtp.starttls()
-            if reply.code != 220:
-                raise ProbeError(f"STARTTLS refused: {reply}")
-            smtp.ehlo()
+        if not ehlo.offers("STARTTLS"):
+            raise ProbeError("STARTTLS not offered: the password is never sent in clear")
+        reply, _ = smtp.starttls()
+        if reply.code != 220:
+            raise ProbeError(f"STARTTLS refused ({reply}): the password is never sent in clear")
+        smtp.ehlo()
         return smtp.auth(mechanism, creds)
 
 

@@ -257,3 +257,13 @@ def test_old_tls_against_a_tls12_server(smtp_server: tuple[Endpoint, int, Script
     attempt = probes.smtp_tls_attempt(endpoint, "TLSv1.1", port)
     assert attempt.outcome in ("refused", "untestable")  # untestable where local OpenSSL lacks TLS 1.1
     assert probes.smtp_tls_attempt(endpoint, "TLSv1.2", port).outcome == "accepted"
+
+
+def test_credentials_are_never_sent_without_tls(smtp_server: tuple[Endpoint, int, Script]) -> None:
+    endpoint, port, script = smtp_server
+    creds = Credentials("john", Secret("s3cret"))
+    with pytest.raises(probes.ProbeError, match="never sent in clear"):
+        probes.smtp_transaction(
+            endpoint, sender="john@example.test", recipient="john@example.test", auth=("PLAIN", creds), port=port
+        )
+    assert not any(line.startswith("AUTH") for line in script.heard)
