@@ -218,33 +218,56 @@ def apply(
 )
 @click.option("--no-host-checks", is_flag=True, help="Skip the on-host checks over SSH.")
 @click.option("--no-dns", is_flag=True, help="Skip the DNS checks.")
+@click.option("--accept-new-host-keys", is_flag=True, help="Trust and record unknown host keys (on-host checks).")
+@click.option("--known-hosts", type=click.Path(dir_okay=False), help="Extra known_hosts file.")
 @_handle_errors
 def verify(
-    site: str, host_names: tuple[str, ...], as_json: bool, from_outside: bool, no_host_checks: bool, no_dns: bool
+    site: str,
+    host_names: tuple[str, ...],
+    as_json: bool,
+    from_outside: bool,
+    no_host_checks: bool,
+    no_dns: bool,
+    accept_new_host_keys: bool,
+    known_hosts: str | None,
 ) -> None:
     """Prove from the network that each host works as a mail server and is safe. Exit 1 if a check fails."""
     from mailprov.config.loader import load_site
-    from mailprov.orchestrate import select_hosts
+    from mailprov.config.model import Host
+    from mailprov.orchestrate import RunOptions, select_hosts, target_for
+    from mailprov.transport import Transport, connect
     from mailprov.verify import (
         CHECK_COLUMNS,
         SUMMARY_COLUMNS,
         VerifyOptions,
         any_failed,
         check_rows,
+        needed_records,
         summary_rows,
         to_json,
         verify_site,
     )
 
     model = load_site(site)
+    base_dir = Path(site).resolve().parent
+    hosts = select_hosts(model, host_names)
+    run_options = RunOptions(accept_new_host_keys=accept_new_host_keys, known_hosts=known_hosts)
+
+    def transport_for(host: Host) -> Transport:
+        return connect(target_for(host, run_options, base_dir))
+
     options = VerifyOptions(from_outside=from_outside, host_checks=not no_host_checks, dns=not no_dns)
-    results = verify_site(model, select_hosts(model, host_names), options, Path(site).resolve().parent)
+    results = verify_site(model, hosts, options, base_dir, transport_for)
     reporter = Reporter()
     if as_json:
         reporter.json(to_json(results))
     else:
         reporter.table(None, CHECK_COLUMNS, check_rows(results))
         reporter.table("summary", SUMMARY_COLUMNS, summary_rows(results))
+        reporter.heading("DNS records the site needs (the guide's last step):")
+        for host in hosts:
+            for record in needed_records(model, host):
+                reporter.line(f"  {record}")
     sys.exit(1 if any_failed(results) else 0)
 
 

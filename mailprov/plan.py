@@ -36,8 +36,8 @@ class Handler(IntEnum):
     POSTMAP = 2
     FIREWALL = 3
     POSTGREY = 4
-    DOVECOT = 5
-    POSTFIX = 6
+    POSTFIX = 5  # before Dovecot: Postfix creates /var/spool/postfix/private, where Dovecot's auth socket goes
+    DOVECOT = 6
 
 
 @dataclass(frozen=True)

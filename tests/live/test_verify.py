@@ -35,7 +35,7 @@ except ImportError as exc:  # pragma: no cover - the lab is being built alongsid
     pytest.skip(f"mailprov.lab is not available: {exc}", allow_module_level=True)
 
 sys.path.insert(0, str(Path(__file__).parent))
-import provision_by_hand as by_hand  # noqa: E402 - the stand-in for `mailprov apply`, next to this file
+import lab_site as by_hand  # noqa: E402 - the lab site and root access, next to this file
 
 REPO = Path(__file__).resolve().parents[2]
 LAB_INDEX = int(os.environ.get("MAILPROV_VERIFY_LAB_INDEX", "5"))
@@ -72,16 +72,13 @@ def lab_host(request: pytest.FixtureRequest, lab_host_at: Callable[[str, int], L
 
 @pytest.fixture(scope="module")
 def provisioned(lab_host: by_hand.LabTarget, tmp_path_factory: pytest.TempPathFactory) -> Provisioned:
-    """THE provisioning step: provision_by_hand (a stand-in for apply), or `mailprov apply SITE --yes` with
-    MAILPROV_VERIFY_PROVISION=apply. When apply is the way, drop the by-hand branch and that module."""
+    """The host, provisioned the way admins do it: `mailprov apply SITE --yes`."""
     password = by_hand.ensure_password()
     site_path = by_hand.write_site(lab_host, tmp_path_factory.mktemp(lab_host.name) / "site.yaml")
-    if os.environ.get("MAILPROV_VERIFY_PROVISION", "by-hand") == "apply":
-        argv = [sys.executable, "-m", "mailprov.cli", "apply", str(site_path), "--yes"]
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=1800, cwd=REPO, check=False)
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    else:
-        by_hand.provision(lab_host, site_path)
+    argv = [sys.executable, "-m", "mailprov.cli", "apply", str(site_path), "--yes"]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=1800, cwd=REPO, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert password not in proc.stdout + proc.stderr
     return Provisioned(lab_host, site_path, load_site(site_path), password)
 
 
