@@ -12,7 +12,9 @@ $MP lab up --distro bookworm
 $MP validate inventories/lab.yaml
 $MP apply inventories/lab.yaml --host mx1.example.test --yes
 $MP plan inventories/lab.yaml --host mx1.example.test
-if $MP verify --help >/dev/null 2>&1; then
-    $MP verify inventories/lab.yaml --host mx1.example.test
-fi
+# From the trusted LAN (this machine), then from the lab's outside network, where relaying must be
+# refused and IMAP/POP3 on 143/110 closed.
+$MP verify inventories/lab.yaml --host mx1.example.test
+ip netns exec "$(.venv/bin/python -c 'from mailprov import lab; print(lab.outside_netns())')" \
+    $MP verify inventories/lab.yaml --host mx1.example.test --from-outside --no-host-checks
 echo "The lab host stays up: ssh -i /var/lib/mailprov-lab/id_ed25519 admin@10.231.1.1; 'mailprov lab down' removes it."
