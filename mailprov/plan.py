@@ -88,9 +88,9 @@ def probe_request(site: Site, rendered: Rendered) -> ProbeRequest:
     plain = [f.path for f in rendered.files if not f.secret]
     plain.append(d.paths.master_cf)  # read for the managed block
     secret = [f.path for f in rendered.files if f.secret]
-    maps = [f"{d.paths.aliases}.{_map_suffix(d)}"]
+    maps = [d.compiled_map(d.paths.aliases)]
     if site.sender_access:
-        maps.append(f"{d.paths.sender_access}.{_map_suffix(d)}")
+        maps.append(d.compiled_map(d.paths.sender_access))
     cert = rendered.certificate
     if cert:
         secret.append(cert.key_path)
@@ -101,15 +101,12 @@ def probe_request(site: Site, rendered: Rendered) -> ProbeRequest:
         logins=tuple(u.login for u in site.users),
         cert_path=cert.cert_path if cert else None,
         cert_renew_seconds=(cert.renew_before_days * 86400) if cert else 0,
-        packages=_all_packages(site, d) + d.other_mtas,
+        packages=required_packages(site, d) + d.other_mtas,
     )
 
 
-def _map_suffix(d: Dialect) -> str:
-    return {"hash": "db", "btree": "db", "lmdb": "lmdb", "cdb": "cdb"}.get(d.map_type, "db")
-
-
-def _all_packages(site: Site, d: Dialect) -> tuple[str, ...]:
+def required_packages(site: Site, d: Dialect) -> tuple[str, ...]:
+    """The packages the site needs on this host (verify checks the same list)."""
     pkgs = list(d.packages_base)
     if "imap" in site.dovecot.protocols:
         pkgs += d.packages_imap
@@ -150,7 +147,7 @@ def build_plan(site: Site, rendered: Rendered, state: HostState, base_dir: Path)
 
 
 def _packages(site: Site, d: Dialect, state: HostState) -> list[Change]:
-    wanted = _all_packages(site, d)
+    wanted = required_packages(site, d)
     missing = [p for p in wanted if p not in state.packages]
     changes: list[Change] = []
     if missing:
@@ -395,7 +392,7 @@ def _files(rendered: Rendered, state: HostState) -> list[Change]:
     d = rendered.dialect
     for path in (d.paths.aliases, d.paths.sender_access):
         source = next((x for x in rendered.files if x.path == path), None)
-        db = state.files.get(f"{path}.{_map_suffix(d)}")
+        db = state.files.get(d.compiled_map(path))
         src = state.files.get(path)
         if source is None or any(c.key == f"file:{path}" for c in changes):
             continue
@@ -450,10 +447,14 @@ def _firewall(site: Site, rendered: Rendered, state: HostState) -> list[Change]:
     return out
 
 
+def managed_services(site: Site) -> tuple[str, ...]:
+    """The services the site runs (enabled at boot, checked by verify)."""
+    return ("postfix", "dovecot", *(("postgrey",) if site.greylisting.enabled else ()))
+
+
 def _services(site: Site, d: Dialect, state: HostState) -> list[Change]:
-    names = ["postfix", "dovecot"] + (["postgrey"] if site.greylisting.enabled else [])
     changes: list[Change] = []
-    for name in names:
+    for name in managed_services(site):
         s = state.services.get(name)
         if s is None or not s.enabled:
             changes.append(

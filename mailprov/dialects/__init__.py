@@ -12,6 +12,8 @@ from enum import StrEnum
 
 from mailprov.facts.platform import InitSystem, OsFamily, PackageManager, Platform, Version
 
+MAP_SUFFIX = {"hash": ".db", "btree": ".db", "lmdb": ".lmdb", "cdb": ".cdb", "dbm": ".pag", "sdbm": ".pag"}
+
 
 class DovecotGen(StrEnum):
     V1_0 = "1.0"  # 1.0, 1.1: ssl_disable
@@ -71,6 +73,14 @@ class Dialect:
     @staticmethod
     def of(platform: Platform) -> Dialect:
         return _decide(platform)
+
+    @property
+    def map_suffix(self) -> str:
+        """The file postmap/postalias writes beside a source, e.g. `.db` for hash: aliases → aliases.db."""
+        return MAP_SUFFIX.get(self.map_type, ".db")
+
+    def compiled_map(self, source: str) -> str:
+        return source + self.map_suffix
 
     @property
     def postfix(self) -> Version:

@@ -16,7 +16,9 @@ import testinfra.backend.base
 import testinfra.host
 
 from mailprov.config.model import Mailbox, Site
+from mailprov.dialects import MAP_SUFFIX
 from mailprov.errors import MailprovError
+from mailprov.plan import managed_services, required_packages
 from mailprov.render import Rendered
 from mailprov.transport.base import Transport
 from mailprov.transport.shell import quote
@@ -25,7 +27,6 @@ from mailprov.verify.results import CheckResult
 COMMAND_TIMEOUT = 60.0
 
 # Compiled-map file suffix per Postfix database type (postmap/postalias output next to the source).
-MAP_SUFFIX = {"hash": ".db", "btree": ".db", "lmdb": ".lmdb", "cdb": ".cdb", "dbm": ".pag", "sdbm": ".pag"}
 
 
 class TransportBackend(testinfra.backend.base.BaseBackend):  # type: ignore[misc]
@@ -54,25 +55,7 @@ def testinfra_host(transport: Transport) -> Any:
 
 def map_file(path: str, map_type: str) -> str | None:
     suffix = MAP_SUFFIX.get(map_type)
-    return path + suffix if suffix else None
-
-
-def expected_packages(site: Site, rendered: Rendered) -> tuple[str, ...]:
-    d = rendered.dialect
-    packages = list(d.packages_base)
-    if "imap" in site.dovecot.protocols:
-        packages += d.packages_imap
-    if "pop3" in site.dovecot.protocols:
-        packages += d.packages_pop3
-    if site.greylisting.enabled:
-        packages += d.packages_postgrey
-    if site.firewall.enabled:
-        packages += d.packages_firewall
-    return tuple(dict.fromkeys(packages))
-
-
-def expected_services(site: Site) -> tuple[str, ...]:
-    return ("postfix", "dovecot", *(("postgrey",) if site.greylisting.enabled else ()))
+    return path + suffix if suffix else None  # None: a map type with no file beside its source
 
 
 HostCheck = tuple[bool, str]  # passed?, what was seen
@@ -100,9 +83,9 @@ def host_checks(site: Site, rendered: Rendered, transport: Transport) -> list[Ch
         else:
             out.append(CheckResult(host, name, "pass" if result[0] else "fail", result[1]))
 
-    for package in expected_packages(site, rendered):
+    for package in required_packages(site, rendered.dialect):
         check(f"host.package.{package}", functools.partial(_package, h, package))
-    for service in expected_services(site):
+    for service in managed_services(site):
         check(f"host.service_running.{service}", functools.partial(_running, h, service))
         check(f"host.service_enabled.{service}", functools.partial(_enabled, h, service))
     if rendered.certificate is not None:
