@@ -74,7 +74,7 @@ def build_script(plan: HostPlan, stamp: str) -> str:
         "umask 022",
         f"STATE={STATE}; STAMP={quote(stamp)}; BACKUP=$STATE/backup/$STAMP; STAGE=$STATE/stage",
         f'step() {{ CURRENT="$1"; echo "{MARK} step $1"; }}',
-        f'fail() {{ echo "{MARK} fail $CURRENT $*"; tail -n 20 $LOG 2>/dev/null; exit 1; }}',
+        f'fail() {{ echo "{MARK} fail $CURRENT $*"; tail -n 20 "${{LOG:-/dev/null}}"; exit 1; }}',
         "mkdir -p $STATE/backup || fail cannot create $STATE",
         # Command output goes to a log, never to the SSH channel: a daemon started by a handler would
         # otherwise hold the channel open. The log's tail is shown on failure.
@@ -84,8 +84,9 @@ def build_script(plan: HostPlan, stamp: str) -> str:
         ' if kill -0 "$(cat $STATE/lock/pid 2>/dev/null)" 2>/dev/null; then'
         f' echo "{MARK} fail lock another apply (PID $(cat $STATE/lock/pid)) holds $STATE/lock"; exit 3; fi; fi',
         "echo $$ > $STATE/lock/pid",
-        "trap 'rm -rf $STATE/lock $STAGE' EXIT",
-        "SWITCHED=",
+        # Staged files that were not switched in (a failed validation) are removed on the way out.
+        "STAGED=; SWITCHED=",
+        "trap 'for f in $STAGED; do rm -f \"$f\"; done; rm -rf $STATE/lock $STAGE' EXIT",
         _rollback_function(plan, files),
     ]
     for phase in (Phase.PACKAGES, Phase.USERS, Phase.CERTS):
@@ -97,6 +98,7 @@ def build_script(plan: HostPlan, stamp: str) -> str:
         for f in files:
             staged = f"{f.path}.mailprov-new"
             out.append(f"mkdir -p {quote(str(PurePosixPath(f.path).parent))} || fail")
+            out.append(f'STAGED="$STAGED {staged}"')
             if f.block is not None:
                 # Merge on the host: the file came with a package installed earlier in this run.
                 begin, end = f.block

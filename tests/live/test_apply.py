@@ -146,6 +146,7 @@ def test_rejected_config_leaves_live_files_untouched(
     assert result.returncode == 1
     assert "validate-postfix" in result.stdout and "no_such_parameter_at_all" in result.stdout
     assert root_run(lab_connect, host, "md5sum /etc/postfix/main.cf /etc/dovecot/dovecot.conf") == before
+    assert root_run(lab_connect, host, "ls /etc/postfix /etc/dovecot | grep -c mailprov-new") == "0\n"
     with __import__("smtplib").SMTP(host.address, 25, timeout=10) as smtp:
         assert smtp.ehlo()[0] == 250
 
