@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import logging
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from mailprov.errors import CommandError
-from mailprov.transport.shell import mask
+from mailprov.transport.shell import (
+    Become,
+    command_line,
+    join,
+    mask,
+    script_command,
+    script_display,
+    script_text,
+    stdin_bytes,
+)
+
+log = logging.getLogger("mailprov.transport")
 
 
 @dataclass(frozen=True)
@@ -87,3 +100,74 @@ def checked_result(
     if check and rc != 0:
         raise CommandError(host, command, rc, mask(stderr, secrets))
     return CommandResult(command, rc, stdout, stderr)
+
+
+class ShellTransport(ABC):
+    """What every transport shares: argv and scripts wrapped the same way (preamble, sudo), secrets
+    masked in what is shown, results checked. A subclass only says how to run a command line."""
+
+    @property
+    @abstractmethod
+    def host(self) -> str: ...
+
+    @abstractmethod
+    def _sudo_password(self) -> str | None: ...
+
+    @abstractmethod
+    def _become_mode(self) -> Become:
+        """How commands get root here; may open the connection first."""
+
+    @abstractmethod
+    def _execute(self, command: str, stdin: bytes | None, timeout: float | None, display: str) -> tuple[int, str, str]:
+        """Run one sh command line with stdin; return (exit code, stdout, stderr)."""
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        check: bool = True,
+        timeout: float | None = 300.0,
+        secrets: Sequence[str] = (),
+    ) -> CommandResult:
+        become = self._become_mode()
+        secrets = self._all_secrets(secrets)
+        display = mask(join(argv), secrets)
+        log.debug("%s: run %s", self.host, display)
+        data = stdin_bytes(become, self._sudo_password(), stdin)
+        return self._finish(command_line(argv, become), data, timeout, display, check, secrets)
+
+    def run_script(
+        self,
+        script: str,
+        *,
+        check: bool = True,
+        timeout: float | None = 300.0,
+        secrets: Sequence[str] = (),
+    ) -> CommandResult:
+        become = self._become_mode()
+        secrets = self._all_secrets(secrets)
+        display = script_display(script, secrets)
+        log.debug("%s: script\n%s", self.host, mask(script, secrets))
+        text = script_text(script).encode("utf-8", "surrogateescape")
+        data = stdin_bytes(become, self._sudo_password(), text)
+        return self._finish(script_command(become), data, timeout, display, check, secrets)
+
+    def _all_secrets(self, secrets: Sequence[str]) -> list[str]:
+        password = self._sudo_password()
+        return [*secrets, password] if password else list(secrets)
+
+    def _finish(
+        self,
+        command: str,
+        data: bytes | None,
+        timeout: float | None,
+        display: str,
+        check: bool,
+        secrets: Sequence[str],
+    ) -> CommandResult:
+        rc, out, err = self._execute(command, data, timeout, display)
+        password = self._sudo_password()
+        if password:  # sudo -S never echoes it; this is belt and braces
+            out, err = mask(out, [password]), mask(err, [password])
+        return checked_result(self.host, display, rc, out, err, check=check, secrets=secrets)

@@ -11,26 +11,23 @@ import logging
 import os
 import signal
 import subprocess
-from collections.abc import Sequence
 from types import TracebackType
 
 from mailprov.errors import TransportError
 from mailprov.transport import shell
-from mailprov.transport.base import CommandResult, checked_result
+from mailprov.transport.base import ShellTransport
 from mailprov.transport.shell import Become
 
 log = logging.getLogger(__name__)
 
 
-class LocalTransport:
+class LocalTransport(ShellTransport):
     """Runs commands on this machine; `become` uses sudo unless already root."""
 
-    def __init__(
-        self, host: str = "localhost", *, become: bool = False, sudo_password: str | None = None
-    ) -> None:
+    def __init__(self, host: str = "localhost", *, become: bool = False, sudo_password: str | None = None) -> None:
         self._host = host
         self._want_become = become
-        self._sudo_password = sudo_password
+        self._password = sudo_password
         self._become: Become | None = None
         self._round_trips = 0
 
@@ -53,72 +50,22 @@ class LocalTransport:
     def close(self) -> None:
         """Nothing to release; kept for the contract."""
 
-    def run(
-        self,
-        argv: Sequence[str],
-        *,
-        stdin: bytes | None = None,
-        check: bool = True,
-        timeout: float | None = 300.0,
-        secrets: Sequence[str] = (),
-    ) -> CommandResult:
-        become = self._become_mode()
-        secrets = self._all_secrets(secrets)
-        display = shell.mask(shell.join(argv), secrets)
-        log.debug("%s: run %s", self._host, display)
-        data = shell.stdin_bytes(become, self._sudo_password, stdin)
-        return self._finish(shell.command_line(argv, become), data, timeout, display, check, secrets)
-
-    def run_script(
-        self,
-        script: str,
-        *,
-        check: bool = True,
-        timeout: float | None = 300.0,
-        secrets: Sequence[str] = (),
-    ) -> CommandResult:
-        become = self._become_mode()
-        secrets = self._all_secrets(secrets)
-        display = shell.script_display(script, secrets)
-        log.debug("%s: script\n%s", self._host, shell.mask(script, secrets))
-        text = shell.script_text(script).encode("utf-8", "surrogateescape")
-        data = shell.stdin_bytes(become, self._sudo_password, text)
-        return self._finish(shell.script_command(become), data, timeout, display, check, secrets)
-
-    def _finish(
-        self,
-        command: str,
-        data: bytes | None,
-        timeout: float | None,
-        display: str,
-        check: bool,
-        secrets: Sequence[str],
-    ) -> CommandResult:
-        rc, out, err = self._execute(command, data, timeout, display)
-        if self._sudo_password:  # sudo -S never echoes it; this is belt and braces
-            out, err = shell.mask(out, [self._sudo_password]), shell.mask(err, [self._sudo_password])
-        return checked_result(self._host, display, rc, out, err, check=check, secrets=secrets)
-
-    def _all_secrets(self, secrets: Sequence[str]) -> list[str]:
-        return [*secrets, self._sudo_password] if self._sudo_password else list(secrets)
+    def _sudo_password(self) -> str | None:
+        return self._password
 
     def _become_mode(self) -> Become:
         if self._become is None:
             if not self._want_become or os.geteuid() == 0:
                 self._become = Become.NONE
             else:
-                self._become = shell.resolve_become(
-                    self._host, getpass.getuser(), self._sudo_password, self._probe
-                )
+                self._become = shell.resolve_become(self._host, getpass.getuser(), self._password, self._probe)
         return self._become
 
     def _probe(self, command: str, stdin: bytes | None) -> tuple[int, str]:
         rc, _, err = self._execute(command, stdin, 30.0, "sudo probe")
         return rc, err
 
-    def _execute(
-        self, command: str, stdin: bytes | None, timeout: float | None, display: str
-    ) -> tuple[int, str, str]:
+    def _execute(self, command: str, stdin: bytes | None, timeout: float | None, display: str) -> tuple[int, str, str]:
         self._round_trips += 1
         # A session of its own, so a timeout can kill the whole process group, not just sh.
         proc = subprocess.Popen(

@@ -28,7 +28,7 @@ from paramiko.pkey import UnknownKeyType
 
 from mailprov.errors import HostKeyError, TransportError
 from mailprov.transport import shell
-from mailprov.transport.base import CommandResult, SshTarget, checked_result
+from mailprov.transport.base import ShellTransport, SshTarget
 from mailprov.transport.shell import Become
 
 log = logging.getLogger(__name__)
@@ -366,9 +366,7 @@ def _authenticate(transport: paramiko.Transport, ep: _Endpoint, agent: paramiko.
     """Explicit identity file, then ~/.ssh/config IdentityFile(s) (or the default id_* files), then
     ssh-agent. Only public keys: a password login would need a secret we do not keep."""
     tried: list[str] = []
-    candidates: list[tuple[str, Callable[[], paramiko.PKey]]] = [
-        (path, _key_loader(path)) for path in ep.key_files
-    ]
+    candidates: list[tuple[str, Callable[[], paramiko.PKey]]] = [(path, _key_loader(path)) for path in ep.key_files]
     if agent is not None and ep.use_agent:
         candidates += [("ssh-agent", _const(key)) for key in agent.get_keys()]
     for source, load in candidates:
@@ -488,7 +486,7 @@ def _exchange(
 # ---------------------------------------------------------------------------------------------------
 
 
-class SshTransport:
+class SshTransport(ShellTransport):
     """A session on one host over SSH. Connects on first use (or connect() / `with`), reuses it."""
 
     def __init__(self, target: SshTarget, *, ssh_config: str = "~/.ssh/config") -> None:
@@ -536,9 +534,7 @@ class SshTransport:
             via: paramiko.Transport | None = None
             for spec in ep.jumps:  # each hop through the previous; a hop's own ProxyJump is not followed
                 name, user, port = _parse_jump(spec)
-                hop = _resolve(
-                    config, name, f"{target.host} (jump host {name})", target=target, port=port, user=user
-                )
+                hop = _resolve(config, name, f"{target.host} (jump host {name})", target=target, port=port, user=user)
                 via = self._open(hop, via)
             self._open(ep, via)
             self._become = self._decide_become(ep.user)
@@ -571,60 +567,14 @@ class SshTransport:
             self._agent.close()
             self._agent = None
 
-    def run(
-        self,
-        argv: Sequence[str],
-        *,
-        stdin: bytes | None = None,
-        check: bool = True,
-        timeout: float | None = 300.0,
-        secrets: Sequence[str] = (),
-    ) -> CommandResult:
+    def _sudo_password(self) -> str | None:
+        return self._target.sudo_password
+
+    def _become_mode(self) -> Become:
         self.connect()
-        secrets = self._all_secrets(secrets)
-        display = shell.mask(shell.join(argv), secrets)
-        log.debug("%s: run %s", self.host, display)
-        data = shell.stdin_bytes(self._become, self._target.sudo_password, stdin)
-        return self._finish(shell.command_line(argv, self._become), data, timeout, display, check, secrets)
+        return self._become
 
-    def run_script(
-        self,
-        script: str,
-        *,
-        check: bool = True,
-        timeout: float | None = 300.0,
-        secrets: Sequence[str] = (),
-    ) -> CommandResult:
-        self.connect()
-        secrets = self._all_secrets(secrets)
-        display = shell.script_display(script, secrets)
-        log.debug("%s: script\n%s", self.host, shell.mask(script, secrets))
-        text = shell.script_text(script).encode("utf-8", "surrogateescape")
-        data = shell.stdin_bytes(self._become, self._target.sudo_password, text)
-        return self._finish(shell.script_command(self._become), data, timeout, display, check, secrets)
-
-    def _all_secrets(self, secrets: Sequence[str]) -> list[str]:
-        password = self._target.sudo_password
-        return [*secrets, password] if password else list(secrets)
-
-    def _finish(
-        self,
-        command: str,
-        data: bytes | None,
-        timeout: float | None,
-        display: str,
-        check: bool,
-        secrets: Sequence[str],
-    ) -> CommandResult:
-        rc, out, err = self._execute(command, data, timeout, display)
-        password = self._target.sudo_password
-        if password:  # sudo -S never echoes it; this is belt and braces
-            out, err = shell.mask(out, [password]), shell.mask(err, [password])
-        return checked_result(self.host, display, rc, out, err, check=check, secrets=secrets)
-
-    def _execute(
-        self, command: str, stdin: bytes | None, timeout: float | None, display: str
-    ) -> tuple[int, str, str]:
+    def _execute(self, command: str, stdin: bytes | None, timeout: float | None, display: str) -> tuple[int, str, str]:
         transport = self._hops[-1]
         if not transport.is_active():
             raise TransportError(f"{self.host}: the SSH connection was lost; nothing more was run")
