@@ -16,7 +16,8 @@ from mailprov.apply import ApplyResult, execute
 from mailprov.config.model import Host, Site
 from mailprov.config.secrets import resolve
 from mailprov.errors import ConfigError, MailprovError
-from mailprov.facts.probe import ProbeRequest, parse_probe, probe_script
+from mailprov.facts.platform import PRESETS
+from mailprov.facts.probe import ProbeRequest, covers, merge, parse_probe, probe_script
 from mailprov.plan import HostPlan, build_plan, now_stamp, probe_request
 from mailprov.render import render_host
 from mailprov.transport.base import SshTarget, Transport
@@ -77,14 +78,31 @@ def _local_path(value: str | None, base_dir: Path) -> str | None:
     return str(path if path.is_absolute() else base_dir / path)
 
 
+# One platform of each kind whose paths differ: RHEL/Debian, Dovecot 1.x/2.x, hash/lmdb maps.
+_PATH_KINDS = ("centos5", "rocky9", "debian12", "debian13")
+
+
+def speculative_request(site: Site, host: Host, base_dir: Path) -> ProbeRequest:
+    """What to read before knowing the platform: everything the site would manage on any of them."""
+    requests = []
+    for name in _PATH_KINDS:
+        try:
+            requests.append(probe_request(site, render_host(site, host, PRESETS[name], base_dir)))
+        except MailprovError:
+            continue  # the site cannot be rendered for that kind (e.g. a setting it lacks): skip it
+    return merge(requests)
+
+
 def plan_host(site: Site, host: Host, transport: Transport, base_dir: Path) -> HostPlan:
-    """Two round trips: the platform (to know what to render), then the state of everything managed."""
-    platform_probe = transport.run_script(probe_script(ProbeRequest()), check=True, timeout=120)
-    platform = parse_probe(platform_probe.stdout, host.name).platform
-    rendered = render_host(site, host, platform, base_dir)
-    request = probe_request(site, rendered)
-    state_probe = transport.run_script(probe_script(request, platform=False), check=True, timeout=120)
-    state = parse_probe(state_probe.stdout, host.name, platform)
+    """One round trip reads the platform and the state of every path the site could manage there; a
+    second runs only if the host's real dialect needs a path that was not read."""
+    request = speculative_request(site, host, base_dir)
+    state = parse_probe(transport.run_script(probe_script(request), check=True, timeout=120).stdout, host.name)
+    rendered = render_host(site, host, state.platform, base_dir)
+    needed = probe_request(site, rendered)
+    if not covers(request, needed):
+        output = transport.run_script(probe_script(needed, platform=False), check=True, timeout=120).stdout
+        state = parse_probe(output, host.name, state.platform)
     return build_plan(site, rendered, state, base_dir)
 
 

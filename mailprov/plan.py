@@ -16,7 +16,7 @@ from mailprov.config.model import Site
 from mailprov.config.secrets import Secret, new_salt, resolve, sha512_crypt, verify_sha512_crypt
 from mailprov.dialects import Dialect, DovecotGen
 from mailprov.facts.platform import OsFamily, PackageManager
-from mailprov.facts.probe import APPLIED_STATE, HostState, ProbeRequest, file_md5
+from mailprov.facts.probe import APPLIED_STATE, CertState, HostState, ProbeRequest, file_md5
 from mailprov.render import Rendered, RenderedFile, Role
 from mailprov.transport.shell import join, mask
 
@@ -99,7 +99,7 @@ def probe_request(site: Site, rendered: Rendered) -> ProbeRequest:
         secret_files=tuple(dict.fromkeys(secret)),
         map_files=tuple(maps),
         logins=tuple(u.login for u in site.users),
-        cert_path=cert.cert_path if cert else None,
+        cert_paths=(cert.cert_path,) if cert else (),
         cert_renew_seconds=(cert.renew_before_days * 86400) if cert else 0,
         packages=required_packages(site, d) + d.other_mtas,
     )
@@ -261,9 +261,10 @@ def _certificate(rendered: Rendered, state: HostState) -> list[Change]:
     if cert is None or cert.generate_days is None:
         return []
     key = state.files.get(cert.key_path)
-    if state.cert.exists and not state.cert.expiring and key is not None and key.exists:
+    current = state.certs.get(cert.cert_path, CertState(exists=False))
+    if current.exists and not current.expiring and key is not None and key.exists:
         return []
-    reason = "missing" if not state.cert.exists else ("key missing" if not (key and key.exists) else "expiring")
+    reason = "missing" if not current.exists else ("key missing" if not (key and key.exists) else "expiring")
     commands = (
         Command(("mkdir", "-p", str(Path(cert.cert_path).parent), str(Path(cert.key_path).parent))),
         Command(

@@ -83,7 +83,7 @@ class HostState:
     users: dict[str, UserState]
     dirs: dict[str, DirState]
     services: dict[str, ServiceState]
-    cert: CertState
+    certs: dict[str, CertState]  # certificate path → what openssl says of it
     firewall_rules: dict[str, int]  # family → rule count in MAILPROV (-1: chain missing)
     firewall_hooked: dict[str, bool]
     applied: dict[str, str]  # path → md5 mailprov last wrote
@@ -98,7 +98,7 @@ class ProbeRequest:
     secret_files: tuple[str, ...] = ()
     map_files: tuple[str, ...] = ()  # compiled maps: only mtime
     logins: tuple[str, ...] = ()
-    cert_path: str | None = None
+    cert_paths: tuple[str, ...] = ()
     cert_renew_seconds: int = 0
     packages: tuple[str, ...] = ()
 
@@ -184,9 +184,9 @@ def _state_lines(req: ProbeRequest) -> list[str]:
             f'h=$(getent passwd {q(login)} | cut -d: -f6) && for d in "$h/Maildir" "$h/Maildir/cur" '
             f'"$h/Maildir/new" "$h/Maildir/tmp"; do [ -d "$d" ] && stat -c "dir %U %G %a %n" "$d"; done'
         )
-    if req.cert_path:
-        c = q(req.cert_path)
-        lines.append("sec cert -")
+    for path in req.cert_paths:
+        c = q(path)
+        lines.append(f"sec cert {c}")
         lines.append(
             f"[ -f {c} ] && openssl x509 -in {c} -noout -subject -enddate && "
             f"(openssl x509 -in {c} -noout -checkend {int(req.cert_renew_seconds)} >/dev/null"
@@ -239,6 +239,7 @@ def parse_probe(output: str, host: str, platform: Platform | None = None) -> Hos
     sections = _sections(output)
     by_kind: dict[str, str] = {}
     files: dict[str, FileState] = {}
+    certs: dict[str, CertState] = {}
     users: dict[str, UserState] = {}
     dirs: dict[str, DirState] = {}
     for kind, arg, body in sections:
@@ -246,6 +247,8 @@ def parse_probe(output: str, host: str, platform: Platform | None = None) -> Hos
             files[arg] = _parse_file(arg, body)
         elif kind == "stat":
             files[arg] = _parse_stat(arg, body)
+        elif kind == "cert":
+            certs[arg] = _cert(body)
         elif kind == "user":
             _parse_user(arg, body, users, dirs)
         else:
@@ -272,7 +275,7 @@ def parse_probe(output: str, host: str, platform: Platform | None = None) -> Hos
         users=users,
         dirs=dirs,
         services=_services(by_kind.get("ps", ""), by_kind.get("enabled", "")),
-        cert=_cert(by_kind.get("cert")),
+        certs=certs,
         firewall_rules={
             ("ipv6" if t == "ip6tables" else "ipv4"): int(n)
             for t, what, n in (line.split() for line in by_kind.get("firewall", "").splitlines() if line.strip())
@@ -425,3 +428,31 @@ def file_md5(content: str | bytes) -> str:
 
 def paths_for(files: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(files))
+
+
+def merge(requests: Sequence[ProbeRequest]) -> ProbeRequest:
+    """One request that reads everything any of `requests` reads."""
+
+    def union(field_name: str) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(x for r in requests for x in getattr(r, field_name)))
+
+    return ProbeRequest(
+        files=union("files"),
+        secret_files=union("secret_files"),
+        map_files=union("map_files"),
+        logins=union("logins"),
+        cert_paths=union("cert_paths"),
+        cert_renew_seconds=max((r.cert_renew_seconds for r in requests), default=0),
+        packages=union("packages"),
+    )
+
+
+def covers(done: ProbeRequest, needed: ProbeRequest) -> bool:
+    """True when a probe made with `done` read everything `needed` asks for."""
+    return (
+        all(
+            set(getattr(needed, name)) <= set(getattr(done, name))
+            for name in ("files", "secret_files", "map_files", "logins", "cert_paths", "packages")
+        )
+        and done.cert_renew_seconds == needed.cert_renew_seconds
+    )

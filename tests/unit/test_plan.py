@@ -1,5 +1,5 @@
 """Facts in, changes out: the probe parser on output captured from real lab hosts (Debian 12 and 13,
-converged by `mailprov apply`), and plans built from it. No network."""
+converged by `mailprov apply`; one speculative probe each), and plans built from it. No network."""
 
 from __future__ import annotations
 
@@ -30,8 +30,7 @@ def password(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def captured(distro: str) -> HostState:
     host = f"mx{DISTROS[distro] + 1}.example.test"
-    platform = parse_probe((DATA / f"probe-{distro}-platform.txt").read_text(), host).platform
-    return parse_probe((DATA / f"probe-{distro}-state.txt").read_text(), host, platform)
+    return parse_probe((DATA / f"probe-{distro}.txt").read_text(), host)
 
 
 def plan_for(site: Site, distro: str, state: HostState | None = None) -> HostPlan:
@@ -68,13 +67,14 @@ def test_state_read_from_real_host() -> None:
     main_cf = state.files["/etc/postfix/main.cf"]
     assert main_cf.exists and (main_cf.owner, main_cf.mode) == ("root", 0o644)
     assert main_cf.content is not None and "myhostname = mx1.example.test" in main_cf.content
-    key = next(f for p, f in state.files.items() if p.endswith(".key"))
+    key = state.files["/etc/ssl/private/mx1.example.test.key"]
     assert key.content is None and key.mode == 0o600  # a secret file: checksum only, never read
     assert state.users["john"].shadow_hash.startswith("$6$")
     assert state.dirs["/home/john/Maildir"].mode == 0o700
     assert state.services["postfix"].running and state.services["dovecot"].running
     assert state.firewall_hooked == {"ipv4": True, "ipv6": True}
-    assert state.cert.exists and not state.cert.expiring
+    cert = state.certs["/etc/ssl/certs/mx1.example.test.pem"]
+    assert cert.exists and not cert.expiring and cert.subject.endswith("mx1.example.test")
 
 
 @pytest.mark.parametrize("distro", DISTROS)
@@ -143,3 +143,17 @@ def test_saved_plan_refuses_a_changed_site(tmp_path: Path) -> None:
     site_path.write_text(site_text() + "\n# changed\n")
     with pytest.raises(ConfigError, match="changed since the plan"):
         load(saved, site_path)
+
+
+def test_one_probe_covers_what_each_dialect_needs(tmp_path: Path) -> None:
+    from mailprov.facts.platform import PRESETS
+    from mailprov.facts.probe import covers
+    from mailprov.orchestrate import speculative_request
+    from mailprov.plan import probe_request
+
+    site = load_site(DATA / "lab-site.yaml")
+    host = site.hosts[0]
+    request = speculative_request(site, host, DATA)
+    for name, platform in PRESETS.items():
+        needed = probe_request(site, render_host(site, host, platform, DATA))
+        assert covers(request, needed), name
