@@ -238,9 +238,7 @@ def test_timeout_names_host_and_command_and_keeps_the_connection(sshd: Sshd, hom
 def test_connection_refused_names_address_and_port(home: Path) -> None:
     port = _free_port()
     target = SshTarget(host="mx1", address="127.0.0.1", port=port, user="root", connect_timeout=2.0)
-    with pytest.raises(
-        TransportError, match=rf"mx1: cannot connect to 127.0.0.1 port {port}: connection refused"
-    ):
+    with pytest.raises(TransportError, match=rf"mx1: cannot connect to 127.0.0.1 port {port}: connection refused"):
         connect(target)
 
 
@@ -255,9 +253,7 @@ def test_authentication_failure_lists_the_keys_tried(sshd: Sshd, home: Path) -> 
 
 def test_encrypted_key_is_reported_not_fatal(sshd: Sshd, home: Path) -> None:
     encrypted = home / "encrypted_ed25519"
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "pass phrase", "-f", str(encrypted)], check=True
-    )
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "pass phrase", "-f", str(encrypted)], check=True)
     with pytest.raises(TransportError, match=r"encrypted_ed25519 \(encrypted: load it into ssh-agent\)"):
         connect(_target(sshd, home, identity_file=str(encrypted)))
 
@@ -291,9 +287,7 @@ def _write_ssh_config(home: Path, sshd: Sshd, inner_alias: str) -> None:
 
 def test_ssh_config_and_proxy_jump(sshd: Sshd, home: Path) -> None:
     _write_ssh_config(home, sshd, "inner.example")
-    (home / ".ssh" / "known_hosts").write_text(
-        sshd.known_hosts_line + f"inner.example {sshd.host_key_line}\n"
-    )
+    (home / ".ssh" / "known_hosts").write_text(sshd.known_hosts_line + f"inner.example {sshd.host_key_line}\n")
     before = (sshd.connections(), sshd.logins())
     with SshTransport(SshTarget(host="inner", connect_timeout=5.0)) as t:  # everything from ~/.ssh/config
         assert t.run(["echo", "through"]).stdout == "through\n"
