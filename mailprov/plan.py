@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
 
-from mailprov.config.model import Site
+from mailprov.config.model import Site, User
 from mailprov.config.secrets import Secret, new_salt, resolve, sha512_crypt, verify_sha512_crypt
 from mailprov.dialects import Dialect, DovecotGen
 from mailprov.facts.platform import OsFamily, PackageManager
@@ -241,11 +241,8 @@ def _users(site: Site, state: HostState, base_dir: Path) -> list[Change]:
     return changes
 
 
-def _password_hash(user: object, current_hash: str, base_dir: Path) -> str | None:
+def _password_hash(user: User, current_hash: str, base_dir: Path) -> str | None:
     """The hash to set, or None when the host already has the right password."""
-    from mailprov.config.model import User
-
-    assert isinstance(user, User)
     if user.password_hash is not None:
         return None if current_hash == user.password_hash else user.password_hash
     if user.password is None:
