@@ -84,6 +84,9 @@ def test_first_apply_converges_both_hosts(site: Path, hosts: dict[str, Any], lab
         assert "-A MAILPROV -i lo -j ACCEPT" in state and "hooked" in state
         assert "is running" in state
         assert "REJECT" in state  # the sender_access map answers
+        # Only the hash travels: the password is in no file or log on the host.
+        leaked = root_run(lab_connect, host, f"grep -rlF -e {PASSWORD} /etc /var/lib/mailprov /var/log; echo end")
+        assert leaked == "end\n"
 
 
 def test_second_run_changes_and_restarts_nothing(
