@@ -63,6 +63,8 @@ def handler_commands(handler: Handler, plan: HostPlan) -> list[str]:
         return [d.restart_line("postgrey")]
     if handler is Handler.DOVECOT:
         return [d.restart_line("dovecot")]
+    if handler is Handler.POSTFIX_RESTART:
+        return [d.restart_line("postfix")]
     return [f"postfix reload 2>/dev/null || {join(d.service_argv('postfix', 'start'))}"]
 
 

@@ -37,7 +37,12 @@ class Handler(IntEnum):
     FIREWALL = 3
     POSTGREY = 4
     POSTFIX = 5  # before Dovecot: Postfix creates /var/spool/postfix/private, where Dovecot's auth socket goes
-    DOVECOT = 6
+    POSTFIX_RESTART = 6  # instead of a reload: listening addresses only change on a restart
+    DOVECOT = 7
+
+
+# main.cf parameters that `postfix reload` does not apply (postconf(5): "stop and start Postfix").
+RESTART_PARAMETERS = ("inet_interfaces", "inet_protocols")
 
 
 @dataclass(frozen=True)
@@ -134,6 +139,8 @@ def build_plan(site: Site, rendered: Rendered, state: HostState, base_dir: Path)
     handlers: set[Handler] = set()
     for change in changes:
         handlers |= change.notifies
+    if Handler.POSTFIX_RESTART in handlers:
+        handlers.discard(Handler.POSTFIX)  # the restart does the reload's work
     return HostPlan(
         host=rendered.host.name,
         platform=state.platform.describe(),
@@ -375,6 +382,9 @@ def _files(rendered: Rendered, state: HostState) -> list[Change]:
             summary = f"{f.path}: {'update' if exists else 'create'}" + (
                 " (edited on the host since the last apply: drift)" if drift else ""
             )
+        notifies = set(_NOTIFY[f.role]) if not same_content else set()
+        if exists and f.path == rendered.dialect.paths.main_cf and _needs_restart(diff):
+            notifies = (notifies - {Handler.POSTFIX}) | {Handler.POSTFIX_RESTART}
         changes.append(
             Change(
                 f"file:{f.path}",
@@ -383,7 +393,7 @@ def _files(rendered: Rendered, state: HostState) -> list[Change]:
                 summary,
                 diff=diff,
                 file=final,
-                notifies=frozenset(_NOTIFY[f.role]) if not same_content else frozenset(),
+                notifies=frozenset(notifies),
                 drift=drift,
             )
         )
@@ -406,6 +416,14 @@ def _files(rendered: Rendered, state: HostState) -> list[Change]:
                 )
             )
     return changes
+
+
+def _needs_restart(diff: tuple[str, ...]) -> bool:
+    return any(
+        line[:1] in "+-" and line[1:].split("=")[0].strip() in RESTART_PARAMETERS
+        for line in diff
+        if not line.startswith(("+++", "---"))
+    )
 
 
 def _diff(path: str, old: str, new: str, *, secret: bool, exists: bool) -> tuple[str, ...]:

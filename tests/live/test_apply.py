@@ -280,3 +280,75 @@ def test_sudo_password_required_fails_fast(site: Path, tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "password" in (result.stdout + result.stderr).lower()
     assert __import__("time").monotonic() - start < 15
+
+
+def test_pushed_certificate_is_private_and_never_shown(
+    site: Path, hosts: dict[str, Any], lab_connect: Callable[..., Any], tmp_path: Path
+) -> None:
+    host = hosts["trixie"]
+    name = HOSTS["trixie"]
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", f"/CN={name}",
+         "-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    key_body = (tmp_path / "key.pem").read_text().splitlines()[1]
+    pushed = tmp_path / "site.yaml"
+    pushed.write_text(
+        site.read_text().replace(
+            "tls:\n  generate:\n    days: 365\n",
+            "tls:\n  files: {cert: cert.pem, key: key.pem}\n  cert_path: /etc/ssl/certs/pushed.pem\n"
+            "  key_path: /etc/ssl/private/pushed.key\n",
+        )
+    )
+    plan = run_cli("plan", str(pushed), "--host", name)
+    assert plan.returncode == 2 and "content redacted (secret)" in plan.stdout
+    assert key_body not in plan.stdout + plan.stderr
+    result = run_cli("apply", str(pushed), "--yes", "--host", name)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert key_body not in result.stdout + result.stderr
+    out = root_run(lab_connect, host, "stat -c '%U %G %a' /etc/ssl/private/pushed.key; postconf -h smtpd_tls_cert_file")
+    assert out == "root root 600\n/etc/ssl/certs/pushed.pem\n"
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with imaplib.IMAP4_SSL(host.address, 993, ssl_context=context, timeout=10) as imap:
+        served = imap.sock.getpeercert(binary_form=True)  # type: ignore[attr-defined]
+    assert served == ssl.PEM_cert_to_DER_cert((tmp_path / "cert.pem").read_text())
+    assert run_cli("apply", str(site), "--yes", "--host", name).returncode == 0
+
+
+def test_a_running_apply_holds_the_lock(site: Path, hosts: dict[str, Any], lab_connect: Callable[..., Any],
+                                        tmp_path: Path) -> None:  # fmt: skip
+    host = hosts["bookworm"]
+    name = HOSTS["bookworm"]
+    changed = tmp_path / "site.yaml"
+    changed.write_text(site.read_text().replace("  root: [john]", "  root: [john]\n  locktest: [john]"))
+    # PID 1 (the host's sshd) stands in for another apply that is still running.
+    root_run(lab_connect, host, "mkdir -p /var/lib/mailprov/lock && echo 1 > /var/lib/mailprov/lock/pid")
+    try:
+        result = run_cli("apply", str(changed), "--yes", "--host", name)
+        assert result.returncode == 1
+        assert "another apply (PID 1)" in result.stdout
+        assert "locktest" not in root_run(lab_connect, host, "cat /etc/aliases")
+    finally:
+        root_run(lab_connect, host, "rm -rf /var/lib/mailprov/lock")
+    # A lock left by a run that died is taken over.
+    root_run(lab_connect, host, "mkdir -p /var/lib/mailprov/lock && echo 999999 > /var/lib/mailprov/lock/pid")
+    assert run_cli("apply", str(site), "--yes", "--host", name).returncode == 0
+
+
+def test_listening_change_restarts_postfix(site: Path, hosts: dict[str, Any], lab_connect: Callable[..., Any],
+                                           tmp_path: Path) -> None:  # fmt: skip
+    host = hosts["bookworm"]
+    name = HOSTS["bookworm"]
+    before = root_run(lab_connect, host, "cat /var/spool/postfix/pid/master.pid")
+    assert "[::]:25 " in root_run(lab_connect, host, "ss -ltn")
+    ipv4 = tmp_path / "site.yaml"
+    ipv4.write_text(site.read_text() + "postfix:\n  inet_protocols: ipv4\n")
+    plan = run_cli("plan", str(ipv4), "--host", name)
+    assert "postfix_restart" in plan.stdout
+    assert run_cli("apply", str(ipv4), "--yes", "--host", name).returncode == 0
+    assert root_run(lab_connect, host, "cat /var/spool/postfix/pid/master.pid") != before
+    assert "[::]:25 " not in root_run(lab_connect, host, "ss -ltn")  # no longer on IPv6
+    assert run_cli("apply", str(site), "--yes", "--host", name).returncode == 0

@@ -157,3 +157,14 @@ def test_one_probe_covers_what_each_dialect_needs(tmp_path: Path) -> None:
     for name, platform in PRESETS.items():
         needed = probe_request(site, render_host(site, host, platform, DATA))
         assert covers(request, needed), name
+
+
+def test_listening_address_change_restarts_postfix_instead_of_reloading(tmp_path: Path) -> None:
+    site = site_from(
+        site_text().replace("mailbox: maildir", "mailbox: maildir\npostfix:\n  inet_protocols: ipv4"), tmp_path
+    )
+    plan = plan_for(site, "bookworm")
+    assert Handler.POSTFIX_RESTART in plan.handlers and Handler.POSTFIX not in plan.handlers
+    assert handler_commands(Handler.POSTFIX_RESTART, plan) == [
+        "if service postfix status >/dev/null 2>&1; then service postfix restart; else service postfix start; fi"
+    ]
