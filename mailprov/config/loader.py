@@ -43,23 +43,34 @@ def load_site(path: str | Path) -> Site:
 
 
 def parse_site(text: str, filename: str = "site.yaml") -> Site:
-    yaml = YAML(typ="rt")
+    # The fast (C, YAML 1.2) loader for the common case of a valid site; the round-trip loader, which
+    # keeps line numbers, when there are errors to place. Both refuse duplicate keys. libyaml is stricter
+    # than ruamel's own parser in corners (`2001:db8::/32` in a flow list): the round-trip loader decides.
+    try:
+        document = _load(text, filename, "safe")
+    except ConfigError:
+        document = _load(text, filename, "rt")
+    if not isinstance(document, dict):
+        raise ConfigError(f"{filename}:1  the site file must be a mapping (domain:, hosts:, …)")
+    try:
+        return Site.model_validate(_plain(document))
+    except ValidationError as exc:
+        located = _load(text, filename, "rt")
+        problems = [_problem(located, err) for err in exc.errors()]
+        raise ConfigError(format_problems(filename, problems)) from None
+
+
+def _load(text: str, filename: str, typ: str) -> Any:
+    yaml = YAML(typ=typ)
     yaml.allow_duplicate_keys = False
     try:
-        document = yaml.load(text)
+        return yaml.load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{filename}{line}  YAML: {exc.problem or exc.context}") from None
     except Exception as exc:  # ruamel raises several unrelated classes for malformed input
         raise ConfigError(f"{filename}  YAML: {exc}") from None
-    if not isinstance(document, CommentedMap):
-        raise ConfigError(f"{filename}:1  the site file must be a mapping (domain:, hosts:, …)")
-    try:
-        return Site.model_validate(_plain(document))
-    except ValidationError as exc:
-        problems = [_problem(document, err) for err in exc.errors()]
-        raise ConfigError(format_problems(filename, problems)) from None
 
 
 def format_problems(filename: str, problems: Sequence[Problem]) -> str:
@@ -72,9 +83,9 @@ def format_problems(filename: str, problems: Sequence[Problem]) -> str:
 
 def _plain(node: Any) -> Any:
     """ruamel's round-trip containers → plain dicts/lists/scalars for pydantic."""
-    if isinstance(node, CommentedMap):
+    if isinstance(node, dict):
         return {str(k) if not isinstance(k, str) else k: _plain(v) for k, v in node.items()}
-    if isinstance(node, CommentedSeq):
+    if isinstance(node, list):
         return [_plain(v) for v in node]
     if isinstance(node, str):
         return str(node)
