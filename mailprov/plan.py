@@ -78,7 +78,6 @@ class HostPlan:
     rendered: Rendered
     fingerprint: str
     notes: tuple[str, ...] = ()
-    service_running: tuple[tuple[str, bool], ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -149,7 +148,6 @@ def build_plan(site: Site, rendered: Rendered, state: HostState, base_dir: Path)
         rendered=rendered,
         fingerprint=state.fingerprint,
         notes=rendered.notes,
-        service_running=tuple((name, s.running) for name, s in sorted(state.services.items())),
     )
 
 
@@ -222,6 +220,9 @@ def _users(site: Site, state: HostState, base_dir: Path) -> list[Change]:
                 argv += ["-u", str(user.uid)]
             commands.append(Command((*argv, user.login)))
             parts.append("create")
+        elif current.full_name != user.full_name:
+            commands.append(Command(("usermod", "-c", user.full_name, user.login)))
+            parts.append(f"full name {current.full_name!r} → {user.full_name!r}")
         home = current.home if current else f"/home/{user.login}"
         new_hash = _password_hash(user, current.shadow_hash if current else "", base_dir)
         if new_hash is not None:

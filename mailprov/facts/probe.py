@@ -45,6 +45,7 @@ class UserState:
     login: str
     uid: int
     home: str
+    full_name: str = ""
     shadow_hash: str = field(default="", repr=False)
 
 
@@ -323,10 +324,10 @@ def _parse_user(login: str, body: str, users: dict[str, UserState], dirs: dict[s
             continue
         fields = line.split(":")
         if len(fields) >= 7 and fields[0] == login and login not in users:
-            users[login] = UserState(login, int(fields[2]), fields[5])
+            users[login] = UserState(login, int(fields[2]), fields[5], fields[4].split(",")[0])
         elif len(fields) >= 2 and fields[0] == login and login in users:
             u = users[login]
-            users[login] = UserState(u.login, u.uid, u.home, fields[1])
+            users[login] = UserState(u.login, u.uid, u.home, u.full_name, fields[1])
 
 
 def _services(ps: str, enabled: str) -> dict[str, ServiceState]:

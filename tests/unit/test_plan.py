@@ -168,3 +168,9 @@ def test_listening_address_change_restarts_postfix_instead_of_reloading(tmp_path
     assert handler_commands(Handler.POSTFIX_RESTART, plan) == [
         "if service postfix status >/dev/null 2>&1; then service postfix restart; else service postfix start; fi"
     ]
+
+
+def test_full_name_change_is_a_usermod(tmp_path: Path) -> None:
+    site = site_from(site_text().replace("full_name: John Smith", "full_name: John Q. Smith"), tmp_path)
+    (change,) = plan_for(site, "bookworm").changes
+    assert [c.display() for c in change.commands] == ["usermod -c 'John Q. Smith' john"]
