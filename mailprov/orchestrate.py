@@ -6,6 +6,7 @@ for all of its round trips, and one host's failure never stops the others.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -16,10 +17,10 @@ from mailprov.apply import ApplyResult, execute
 from mailprov.config.model import Host, Site
 from mailprov.config.secrets import resolve
 from mailprov.errors import ConfigError, MailprovError
-from mailprov.facts.platform import PRESETS
-from mailprov.facts.probe import ProbeRequest, covers, merge, parse_probe, probe_script
-from mailprov.plan import HostPlan, build_plan, now_stamp, probe_request
-from mailprov.render import render_host
+from mailprov.facts.platform import PRESETS, Platform
+from mailprov.facts.probe import Facts, Read, parse_probe, probe_script, unique
+from mailprov.plan import HostPlan, build_plan, reads
+from mailprov.resources.base import HostContext
 from mailprov.transport.base import SshTarget, Transport
 from mailprov.transport.ssh import SshTransport
 
@@ -82,28 +83,37 @@ def _local_path(value: str | None, base_dir: Path) -> str | None:
 _PATH_KINDS = ("centos5", "rocky9", "debian12", "debian13")
 
 
-def speculative_request(site: Site, host: Host, base_dir: Path) -> ProbeRequest:
-    """What to read before knowing the platform: everything the site would manage on any of them."""
-    requests = []
+def host_context(site: Site, host: Host, platform: Platform, base_dir: Path) -> HostContext:
+    return HostContext.of(site, host, platform, base_dir)
+
+
+def speculative_reads(site: Site, host: Host, base_dir: Path) -> tuple[Read, ...]:
+    """What to read before knowing the platform: everything the site would read on any kind of host.
+    Reads depend on paths only, so this renders nothing."""
+    out: list[Read] = []
     for name in _PATH_KINDS:
         try:
-            requests.append(probe_request(site, render_host(site, host, PRESETS[name], base_dir)))
+            out += reads(host_context(site, host, PRESETS[name], base_dir))
         except MailprovError:
-            continue  # the site cannot be rendered for that kind (e.g. a setting it lacks): skip it
-    return merge(requests)
+            continue  # the site cannot be planned for that kind (e.g. a setting it lacks): skip it
+    return unique(out)
+
+
+def read_facts(site: Site, host: Host, transport: Transport, base_dir: Path) -> tuple[HostContext, Facts]:
+    """One round trip reads the platform and every path the site could manage there; a second runs
+    only if the host's real dialect needs a read that was not made."""
+    script = probe_script(speculative_reads(site, host, base_dir))
+    facts = parse_probe(transport.run_script(script, check=True, timeout=120).stdout, host.name)
+    ctx = host_context(site, host, facts.platform, base_dir)
+    missing = [r for r in reads(ctx) if not facts.has(r.key)]
+    if missing:
+        output = transport.run_script(probe_script(missing, platform=False), check=True, timeout=120).stdout
+        facts = facts.merged(parse_probe(output, host.name, facts.platform))
+    return ctx, facts
 
 
 def plan_host(site: Site, host: Host, transport: Transport, base_dir: Path) -> HostPlan:
-    """One round trip reads the platform and the state of every path the site could manage there; a
-    second runs only if the host's real dialect needs a path that was not read."""
-    request = speculative_request(site, host, base_dir)
-    state = parse_probe(transport.run_script(probe_script(request), check=True, timeout=120).stdout, host.name)
-    rendered = render_host(site, host, state.platform, base_dir)
-    needed = probe_request(site, rendered)
-    if not covers(request, needed):
-        output = transport.run_script(probe_script(needed, platform=False), check=True, timeout=120).stdout
-        state = parse_probe(output, host.name, state.platform)
-    return build_plan(site, rendered, state, base_dir)
+    return build_plan(*read_facts(site, host, transport, base_dir))
 
 
 def run_hosts(
@@ -163,7 +173,7 @@ def apply_site(
             planned = [_check_unchanged(o, expected) for o in planned]
         if not approve(planned):
             return planned
-        stamp = now_stamp()
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
 
         def apply_one(outcome: HostOutcome) -> HostOutcome:
             if outcome.plan is None:

@@ -80,8 +80,6 @@ class Reporter:
 
 def plan_data(outcome: Any) -> dict[str, Any]:
     """A host's plan as JSON-ready data (secrets already redacted in the plan's diffs and commands)."""
-    from mailprov.apply import handler_commands
-
     plan = outcome.plan
     data: dict[str, Any] = {"host": outcome.host, "error": outcome.error}
     if plan is not None:
@@ -99,7 +97,7 @@ def plan_data(outcome: Any) -> dict[str, Any]:
                 }
                 for c in plan.changes
             ],
-            handlers=[{"name": h.name.lower(), "commands": handler_commands(h, plan)} for h in plan.handlers],
+            handlers=[{"name": h.name, "commands": [cmd.display() for cmd in h.commands]} for h in plan.handlers],
         )
     result = getattr(outcome, "result", None)
     if result is not None:

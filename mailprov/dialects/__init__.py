@@ -1,8 +1,9 @@
 """Everything that differs by OS family and by Postfix/Dovecot version, decided once, from facts.
 
-`Dialect.of(platform)` is the only place that compares versions or families; templates and resources
-read its fields. Sources for each gate: ../shared/reference/dialects.md (postconf(5) "available in
-Postfix X and later", Dovecot release notes), confirmed on real binaries where the lab has them.
+`Dialect.of(platform)` is the only place that compares versions or families; resources and templates
+read the decided values (paths, package manager, service manager, firewall backend, settings syntax).
+Sources for each gate: ../shared/reference/dialects.md (postconf(5) "available in Postfix X and later",
+Dovecot release notes), confirmed on real binaries where the lab has them.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from mailprov.facts.platform import InitSystem, OsFamily, PackageManager, Platform, Version
+from mailprov.errors import FactsError
+from mailprov.facts.platform import FirewallBackend, InitSystem, OsFamily, PackageManager, Platform, Version
 
 MAP_SUFFIX = {"hash": ".db", "btree": ".db", "lmdb": ".lmdb", "cdb": ".cdb", "dbm": ".pag", "sdbm": ".pag"}
+OLDEST_POSTFIX = "2.3"
 
 
 class DovecotGen(StrEnum):
@@ -33,10 +36,86 @@ class Paths:
     dovecot_conf: str
     cert_dir: str
     key_dir: str
+    cert_suffix: str  # ".pem" on Debian, ".cert" where RHEL keeps them
     postgrey_defaults: str
     firewall_v4: str
     firewall_v6: str
-    state_dir: str  # mailprov's own files on the host (backups, lock, firewall chain)
+    firewalld_rules: str
+
+
+@dataclass(frozen=True)
+class Packages:
+    """How this host installs and removes packages (argv values; apt is preseeded by debconf)."""
+
+    manager: PackageManager
+
+    def install(self, names: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+        if self.manager is PackageManager.APT:
+            return (
+                ("apt-get", "-q", "update"),
+                ("env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "-q", "-y", "-o",
+                 "Dpkg::Options::=--force-confold", "install", *names),
+            )  # fmt: skip
+        return ((self.manager.value, "-y", "install", *names),)
+
+    def remove(self, names: tuple[str, ...]) -> tuple[str, ...]:
+        if self.manager is PackageManager.APT:
+            return ("env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "-q", "-y", "remove", *names)
+        return (self.manager.value, "-y", "remove", *names)
+
+    @property
+    def preseeds(self) -> bool:
+        """debconf answers go in before installing (Postfix's "General type of mail configuration")."""
+        return self.manager is PackageManager.APT
+
+
+@dataclass(frozen=True)
+class Services:
+    """How this host starts, restarts and enables services at boot (argv values)."""
+
+    init: InitSystem
+    debian: bool
+
+    def enable(self, service: str) -> tuple[str, ...]:
+        if self.init is InitSystem.SYSTEMD:
+            return ("systemctl", "enable", service)
+        if self.debian:
+            return ("update-rc.d", service, "defaults")
+        return ("chkconfig", "--level", "345", service, "on")
+
+    def action(self, service: str, action: str) -> tuple[str, ...]:
+        """start/stop/restart/reload/status."""
+        if self.init is InitSystem.SYSTEMD:
+            return ("systemctl", action, service)
+        return ("service", service, action)
+
+    def restart(self, service: str) -> tuple[str, ...]:
+        """Restart a running service or start a stopped one: systemctl restart does both; some init.d
+        scripts (Debian's postgrey) fail on `restart` when the service is not running."""
+        if self.init is InitSystem.SYSTEMD:
+            return ("systemctl", "restart", service)
+        return ("sh", "-c", 'if service "$1" status >/dev/null 2>&1; then service "$1" restart;'
+                ' else service "$1" start; fi', "sh", service)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Postgrey:
+    defaults_path: str
+    options: str  # the variable of the defaults file that holds the daemon's options
+    listen: str  # postgrey's own --inet/--unix option ("" for the package default)
+    policy: str  # check_policy_service argument for Postfix
+    why: str = ""  # a comment for the defaults file, when the listen option needs explaining
+
+
+@dataclass(frozen=True)
+class DovecotSyntax:
+    template: str  # dovecot/dovecot-<template>.conf.j2
+    ssl_disable: bool  # 1.0/1.1: ssl_disable = yes|no instead of ssl =
+    min_protocol: bool  # ssl_min_protocol (2.3+)
+    ssl_protocols: bool  # ssl_protocols exclusion list (2.1, 2.2)
+    pop3_uidl_format: bool  # pop3_uidl_format must be set (before 2.3 it has no default)
+    check_argv: tuple[str, ...]  # the config checker, before `-c FILE`: doveconf -n, or dovecot -n on 1.x
+    first_valid_uid: int
 
 
 @dataclass(frozen=True)
@@ -44,6 +123,11 @@ class Dialect:
     platform: Platform
     paths: Paths
     dovecot_gen: DovecotGen
+    packages: Packages
+    services: Services
+    firewall: FirewallBackend
+    postgrey: Postgrey
+    dovecot_syntax: DovecotSyntax
     # Postfix
     map_type: str  # for postmap/postalias: never hard-coded hash
     cache_type: str  # for TLS session caches
@@ -58,8 +142,6 @@ class Dialect:
     has_maillog_file: bool  # maillog_file + postlog service, 3.4+
     sasl_dovecot: bool  # smtpd_sasl_type = dovecot, 2.3+
     chroot_smtpd: str  # master.cf chroot column for our services: Debian y, RHEL n
-    # Dovecot
-    dovecot_first_valid_uid: int
     # distribution glue
     packages_base: tuple[str, ...]
     packages_imap: tuple[str, ...]
@@ -67,7 +149,7 @@ class Dialect:
     packages_firewall: tuple[str, ...]
     packages_postgrey: tuple[str, ...]
     other_mtas: tuple[str, ...]  # packages of MTAs that Postfix replaces
-    postgrey_policy: str  # check_policy_service argument
+    mta_alternative: tuple[str, ...]  # argv that points `mta` at Postfix (RHEL alternatives), or ()
     firewall_save: tuple[str, ...]  # argv that persists iptables rules (empty: firewalld persists itself)
 
     @staticmethod
@@ -94,30 +176,6 @@ class Dialect:
     def debian(self) -> bool:
         return self.platform.os_family is OsFamily.DEBIAN
 
-    def enable_service_argv(self, service: str) -> list[str]:
-        """argv that enables a service at boot, the way this host does it."""
-        if self.platform.init_system is InitSystem.SYSTEMD:
-            return ["systemctl", "enable", service]
-        if self.debian:
-            return ["update-rc.d", service, "defaults"]
-        return ["chkconfig", "--level", "345", service, "on"]
-
-    def restart_line(self, service: str) -> str:
-        """Shell line that restarts a running service or starts a stopped one. Some init.d scripts
-        (Debian's postgrey) fail on `restart` when the service is not running."""
-        from mailprov.transport.shell import join
-
-        if self.platform.init_system is InitSystem.SYSTEMD:
-            return join(["systemctl", "restart", service])
-        status, restart, start = (join(self.service_argv(service, a)) for a in ("status", "restart", "start"))
-        return f"if {status} >/dev/null 2>&1; then {restart}; else {start}; fi"
-
-    def service_argv(self, service: str, action: str) -> list[str]:
-        """argv for start/stop/restart/reload of a service."""
-        if self.platform.init_system is InitSystem.SYSTEMD:
-            return ["systemctl", action, service]
-        return ["service", service, action]
-
 
 def _dovecot_gen(v: Version) -> DovecotGen:
     if v.major < 2:
@@ -137,24 +195,55 @@ def _map_type(platform: Platform) -> str:
     return platform.default_database_type
 
 
+def _postgrey(p: Platform) -> Postgrey:
+    if p.os_family is OsFamily.DEBIAN:
+        return Postgrey(
+            "/etc/default/postgrey",
+            "POSTGREY_OPTS",
+            "--inet=127.0.0.1:10023",
+            "inet:127.0.0.1:10023",
+            'Listen on IPv4 loopback explicitly: "--inet=10023" alone may bind only ::1.',
+        )
+    if p.os_major < 7:
+        return Postgrey(
+            "/etc/sysconfig/postgrey", "OPTIONS", "--unix=/var/spool/postfix/postgrey/socket", "unix:postgrey/socket"
+        )
+    return Postgrey("/etc/sysconfig/postgrey", "POSTGREY_OPTS", "", "unix:postgrey/socket")
+
+
+def _dovecot_syntax(p: Platform, gen: DovecotGen) -> DovecotSyntax:
+    old = gen in (DovecotGen.V1_0, DovecotGen.V1_2)
+    return DovecotSyntax(
+        template={"1.0": "1", "1.2": "1", "2.0": "2", "2.3": "2", "2.4": "2.4"}[gen.value],
+        ssl_disable=gen is DovecotGen.V1_0,
+        min_protocol=gen in (DovecotGen.V2_3, DovecotGen.V2_4),
+        ssl_protocols=gen is DovecotGen.V2_0 and p.dovecot_version >= Version(2, 1),
+        pop3_uidl_format=gen is not DovecotGen.V2_3,
+        check_argv=("dovecot", "-n") if old else ("doveconf", "-n"),
+        first_valid_uid=500 if (p.os_family is OsFamily.RHEL and p.os_major < 7) else 1000,
+    )
+
+
 def _decide(p: Platform) -> Dialect:
     pf = p.postfix_version
-    dv = p.dovecot_version
+    if not pf.at_least(OLDEST_POSTFIX):
+        raise FactsError(f"Postfix {pf} is older than {OLDEST_POSTFIX}, not supported")
     debian = p.os_family is OsFamily.DEBIAN
-    gen = _dovecot_gen(dv)
+    gen = _dovecot_gen(p.dovecot_version)
     paths = Paths(
         postfix_dir="/etc/postfix",
         main_cf="/etc/postfix/main.cf",
         master_cf="/etc/postfix/master.cf",
         aliases="/etc/aliases",
         sender_access="/etc/postfix/sender_access",
-        dovecot_conf="/etc/dovecot.conf" if dv.major < 2 else "/etc/dovecot/dovecot.conf",
+        dovecot_conf="/etc/dovecot.conf" if p.dovecot_version.major < 2 else "/etc/dovecot/dovecot.conf",
         cert_dir="/etc/ssl/certs" if debian else "/etc/pki/tls/certs",
         key_dir="/etc/ssl/private" if debian else "/etc/pki/tls/private",
-        postgrey_defaults="/etc/default/postgrey" if debian else "/etc/sysconfig/postgrey",
+        cert_suffix=".pem" if debian else ".cert",
+        postgrey_defaults=_postgrey(p).defaults_path,
         firewall_v4="/etc/mailprov/firewall.v4",
         firewall_v6="/etc/mailprov/firewall.v6",
-        state_dir="/var/lib/mailprov",
+        firewalld_rules="/etc/mailprov/firewalld.rules",
     )
     if debian:
         base = ("postfix", "dovecot-core", "openssl")
@@ -162,19 +251,26 @@ def _decide(p: Platform) -> Dialect:
         pop3: tuple[str, ...] = ("dovecot-pop3d",)
         firewall_pkgs: tuple[str, ...] = ("iptables", "iptables-persistent")
         mtas: tuple[str, ...] = ("exim4-daemon-light", "exim4-daemon-heavy", "sendmail-bin")
+        alternative: tuple[str, ...] = ()
         save: tuple[str, ...] = ("netfilter-persistent", "save")
     else:
         base = ("postfix", "dovecot", "openssl")
         imap = pop3 = ()
         firewall_pkgs = ("iptables",) if p.os_major < 7 else ("iptables-services",)
         mtas = ("sendmail",)
+        alternative = ("alternatives", "--set", "mta", "/usr/sbin/sendmail.postfix")
         save = ("service", "iptables", "save")
-    if p.firewall.value == "firewalld":
+    if p.firewall is FirewallBackend.FIREWALLD:
         firewall_pkgs, save = ("firewalld",), ()
     return Dialect(
         platform=p,
         paths=paths,
         dovecot_gen=gen,
+        packages=Packages(p.package_manager),
+        services=Services(p.init_system, debian),
+        firewall=p.firewall,
+        postgrey=_postgrey(p),
+        dovecot_syntax=_dovecot_syntax(p, gen),
         map_type=_map_type(p),
         cache_type="btree" if "btree" in p.map_types else "lmdb",
         compatibility_level=None if pf.major < 3 else ("3.6" if pf.at_least("3.6") else "2"),
@@ -188,14 +284,13 @@ def _decide(p: Platform) -> Dialect:
         has_maillog_file=pf.at_least("3.4"),
         sasl_dovecot=pf.at_least("2.3"),
         chroot_smtpd="y" if debian else "n",
-        dovecot_first_valid_uid=500 if (not debian and p.os_major < 7) else 1000,
         packages_base=base,
         packages_imap=imap,
         packages_pop3=pop3,
         packages_firewall=firewall_pkgs,
         packages_postgrey=("postgrey",),
         other_mtas=mtas,
-        postgrey_policy="inet:127.0.0.1:10023" if debian else "unix:postgrey/socket",
+        mta_alternative=alternative,
         firewall_save=save,
     )
 

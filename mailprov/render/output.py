@@ -16,12 +16,12 @@ def write_tree(rendered: Rendered, out: Path) -> list[Path]:
     written: list[Path] = []
     manifest = []
     for f in rendered.files:
-        if f.block and not f.content:
+        if f.block and not f.text():
             continue  # an empty managed block: nothing to add to the distribution's file
         relative = f.path.lstrip("/") + (".mailprov-block" if f.block else "")
         target = out / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(f.content, encoding="utf-8")
+        target.write_text(f.text(), encoding="utf-8")
         target.chmod(0o600 if f.secret else 0o644)
         written.append(target)
         manifest.append(
@@ -31,7 +31,7 @@ def write_tree(rendered: Rendered, out: Path) -> list[Path]:
                 "owner": f.owner,
                 "group": f.group,
                 "mode": f"{f.mode:04o}",
-                "role": f.role.value,
+                "role": f.role,
                 "managed_block": list(f.block) if f.block else None,
             }
         )

@@ -574,8 +574,8 @@ class HostVerification:
 
     def on_host(self, factory: TransportFactory | None) -> Transport | None:
         """SSH in, read the platform, render what the host should have, run the on-host checks."""
-        from mailprov.facts.probe import ProbeRequest, parse_probe, probe_script
-        from mailprov.render import render_host
+        from mailprov.facts.probe import parse_probe, probe_script
+        from mailprov.orchestrate import host_context
 
         try:
             from mailprov.verify.hostchecks import host_checks
@@ -590,11 +590,10 @@ class HostVerification:
             return None
         self.add("host.ssh", "pass", f"logged in over SSH to {self.host.ssh.address or self.host.name}")
         try:
-            probe = transport.run_script(probe_script(ProbeRequest()), check=True, timeout=120)
-            rendered = render_host(
-                self.site, self.host, parse_probe(probe.stdout, self.host.name).platform, self.base_dir
-            )
-            self.results.extend(host_checks(self.site, rendered, transport))
+            probe = transport.run_script(probe_script(()), check=True, timeout=120)
+            platform = parse_probe(probe.stdout, self.host.name).platform
+            ctx = host_context(self.site, self.host, platform, self.base_dir)
+            self.results.extend(host_checks(ctx, transport))
         except MailprovError as exc:
             self.add("host.facts", "fail", str(exc))
         return transport

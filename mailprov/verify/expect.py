@@ -10,11 +10,10 @@ from dataclasses import dataclass
 
 from mailprov.config.model import AccessAction, Host, SenderAccessEntry, Site, User
 from mailprov.config.restrictions import Restriction
-from mailprov.render import PORTS
+from mailprov.mailservices import MAIL_SERVICES, PORTS
 
 # Evaluation order with smtpd_delay_reject: every list is checked at RCPT time, in this order.
 LIST_ORDER = ("client", "helo", "sender", "relay", "recipient")
-MAIL_SERVICES = ("smtp", "submission", "smtps", "imap", "imaps", "pop3", "pop3s")
 _EXTERNAL_CANDIDATES = ("example.net", "example.org", "example.com")
 
 

@@ -24,7 +24,8 @@ from mailprov.config.loader import load_site
 from mailprov.config.model import Site
 from mailprov.dialects import DovecotGen
 from mailprov.facts.platform import PRESETS, Version
-from mailprov.render import MASTER_BEGIN, MASTER_END, render_host
+from mailprov.render import render_host
+from mailprov.resources.postfix import MASTER_BEGIN, MASTER_END
 from mailprov.render.output import write_tree
 
 POSTFIX, POSTCONF = "/usr/sbin/postfix", "/usr/sbin/postconf"

@@ -132,11 +132,11 @@ class _DeadTransport:
 
 def test_host_checks_fail_one_by_one_when_the_session_drops(site: Site, tmp_path: Path) -> None:
     from mailprov.facts.platform import PRESETS
-    from mailprov.render import render_host
+    from mailprov.resources.base import HostContext
     from mailprov.verify.hostchecks import host_checks
 
-    rendered = render_host(site, site.hosts[0], PRESETS["debian12"], tmp_path)
-    results = by_name(host_checks(site, rendered, _DeadTransport()))  # type: ignore[arg-type]
+    ctx = HostContext.of(site, site.hosts[0], PRESETS["debian12"], tmp_path)
+    results = by_name(host_checks(ctx, _DeadTransport()))  # type: ignore[arg-type]
     assert "host.package.postfix" in results and "host.postfix_check" in results and "host.maildir.john" in results
     assert {r.status for r in results.values()} == {"fail"}
     assert all("could not check" in r.detail and "dropped" in r.detail for r in results.values())

@@ -1,0 +1,34 @@
+"""The registry: every resource, in the order its changes and handlers run.
+
+Order matters for handlers: maps are rebuilt before Postfix reloads; postgrey listens before Postfix
+asks it; Postfix starts before Dovecot (it creates /var/spool/postfix/private, where Dovecot's auth
+socket goes). Adding a capability = one module here + its templates + its tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mailprov.resources.accounts import AccountsResource
+from mailprov.resources.base import Resource
+from mailprov.resources.certificate import CertificateResource
+from mailprov.resources.dovecot import Dovecot
+from mailprov.resources.firewall import Firewall
+from mailprov.resources.maps import MapsResource
+from mailprov.resources.packages import Packages
+from mailprov.resources.postfix import Postfix
+from mailprov.resources.postgrey import Postgrey
+from mailprov.resources.services import Services
+
+REGISTRY: tuple[Resource[Any], ...] = (
+    Packages(),
+    AccountsResource(),
+    CertificateResource(),
+    MapsResource(),
+    Firewall(),
+    Postgrey(),
+    Postfix(),
+    Dovecot(),
+    Services(),
+)
+BY_NAME = {r.name: r for r in REGISTRY}

@@ -1,0 +1,195 @@
+"""What every resource is made of, and the values the engine passes around: reads, desired files,
+changes with their commands, typed handlers, validation gates, health probes and on-host checks.
+
+A resource module owns one capability end to end; the engine (facts round trip, plan, host script,
+orchestration, report) only calls the methods of `Resource` and never names a resource.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum
+from pathlib import Path
+from typing import Any, ClassVar, Generic, TypeVar
+
+from mailprov.config.model import Host, Site
+from mailprov.config.secrets import Secret
+from mailprov.dialects import Dialect
+from mailprov.errors import FactsError
+from mailprov.facts.platform import Platform
+from mailprov.facts.probe import Facts, Read
+from mailprov.transport.shell import join, mask
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class HostContext:
+    """Everything a resource may base its wish on: the site, this host, its dialect (decided once)."""
+
+    site: Site
+    host: Host
+    dialect: Dialect
+    base_dir: Path  # the site file's folder: relative local paths (pushed certificates, secrets)
+    networks: tuple[Network, ...]  # mynetworks, parsed once
+
+    @staticmethod
+    def of(site: Site, host: Host, platform: Platform, base_dir: Path) -> HostContext:
+        """Decide the dialect of `platform` (once) for this host."""
+        try:
+            dialect = Dialect.of(platform)
+        except FactsError as exc:
+            raise FactsError(f"{host.name}: {exc}") from None
+        nets = tuple(ipaddress.ip_network(n, strict=False) for n in site.mynetworks)
+        return HostContext(site, host, dialect, base_dir, nets)
+
+    def lan(self, version: int) -> tuple[Network, ...]:
+        """mynetworks of one IP version (4 or 6)."""
+        return tuple(n for n in self.networks if n.version == version)
+
+
+class Phase(IntEnum):
+    """When a change's commands run: before the files (packages, accounts, keys), as part of the one
+    staged switch of every file, or after it (boot links)."""
+
+    PREPARE = 1
+    FILES = 2
+    FINISH = 3
+
+
+@dataclass(frozen=True)
+class Command:
+    """One argv, optionally fed on stdin. Secrets (a hash on stdin) are masked wherever it is shown."""
+
+    argv: tuple[str, ...]
+    stdin: str | Secret | None = field(default=None, repr=False)
+    secrets: tuple[Secret, ...] = field(default=(), repr=False)
+
+    def display(self) -> str:
+        text = join(self.argv) + (" <<(stdin redacted)" if self.stdin is not None else "")
+        return mask(text, [s.reveal() for s in self.secrets])
+
+    def stdin_text(self) -> str | None:
+        """The stdin to write into the host script (only the script builder calls this)."""
+        return self.stdin.reveal() if isinstance(self.stdin, Secret) else self.stdin
+
+
+@dataclass(frozen=True, order=True)
+class Handler:
+    """Something to do once after the changes: `owner` is the resource that knows how (its `handle`)."""
+
+    owner: str
+    action: str  # the owner's word: reload, restart, newaliases, postmap, load …
+    because: str = field(default="", compare=False)
+
+    @property
+    def name(self) -> str:
+        return f"{self.owner} {self.action}"
+
+
+@dataclass(frozen=True)
+class HandlerStep:
+    name: str  # shown in plans and progress: "postfix reload"
+    commands: tuple[Command, ...]
+
+
+@dataclass(frozen=True)
+class ManagedFile:
+    path: str
+    content: str | Secret = field(repr=False)
+    role: str  # what it is, for the manifest of `mailprov render`: postfix, aliases, map, dovecot …
+    owner: str = "root"
+    group: str = "root"
+    mode: int = 0o644
+    block: tuple[str, str] | None = None  # managed block markers inside a file the distribution owns
+
+    @property
+    def secret(self) -> bool:
+        return isinstance(self.content, Secret)
+
+    def text(self) -> str:
+        """The content to write (only the script builder and `render --out` reveal secrets)."""
+        return self.content.reveal() if isinstance(self.content, Secret) else self.content
+
+
+@dataclass(frozen=True)
+class Change:
+    key: str  # "file:/etc/postfix/main.cf", "packages", "user:john" …
+    phase: Phase
+    action: str  # create, update, install, remove, set, generate, enable, start, rebuild, load
+    summary: str
+    diff: tuple[str, ...] = ()
+    commands: tuple[Command, ...] = ()
+    file: ManagedFile | None = None
+    notifies: frozenset[Handler] = frozenset()
+    drift: bool = False  # the host's file was edited since mailprov last wrote it
+
+
+@dataclass(frozen=True)
+class Gate:
+    """A check of the staged files with the host's own programs, before anything is switched."""
+
+    step: str  # validate-postfix
+    command: Command
+
+
+@dataclass(frozen=True)
+class HostCheck:
+    """One on-host check for `verify`: `probe` gets a testinfra Host."""
+
+    name: str
+    probe: Callable[[Any], tuple[str, str]]  # -> (pass | fail | skip, what was seen)
+
+
+@dataclass(frozen=True)
+class Desired:
+    """A resource's wish for one host. Resources add their own typed fields in subclasses."""
+
+    files: tuple[ManagedFile, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+D = TypeVar("D", bound=Desired)
+
+
+class Resource(Generic[D]):
+    """One capability. Subclasses override what they need; the defaults do nothing."""
+
+    name: ClassVar[str]
+    shell: ClassVar[str] = ""  # sh functions its commands call, defined once at the top of the host script
+
+    def packages(self, ctx: HostContext) -> tuple[str, ...]:
+        """Packages this resource needs installed (the packages resource installs them all at once)."""
+        return ()
+
+    def services(self, ctx: HostContext) -> tuple[str, ...]:
+        """Services this resource runs: enabled at boot, restarted after their packages are installed."""
+        return ()
+
+    def reads(self, ctx: HostContext) -> Sequence[Read]:
+        """What to read on the host. Depends on the site and dialect only, never on rendered content,
+        so the engine can ask for several candidate dialects in one speculative round trip."""
+        return ()
+
+    def desired(self, ctx: HostContext) -> D:
+        raise NotImplementedError
+
+    def changes(self, ctx: HostContext, desired: D, facts: Facts) -> Sequence[Change]:
+        return ()
+
+    def handle(self, ctx: HostContext, actions: frozenset[str]) -> Sequence[HandlerStep]:
+        """The commands for this resource's handlers that the plan owes (each action once)."""
+        return ()
+
+    def gates(self, ctx: HostContext, changed: frozenset[str]) -> Sequence[Gate]:
+        """Validations of the staged files; `changed` holds the path of every file the plan writes."""
+        return ()
+
+    def health(self, ctx: HostContext) -> Sequence[Command]:
+        """Proof after the handlers that what this resource runs is serving."""
+        return ()
+
+    def checks(self, ctx: HostContext) -> Sequence[HostCheck]:
+        return ()

@@ -1,0 +1,108 @@
+"""Packages: what every resource of the site needs installed (each says so in `packages`), installed in
+one go, and a previous MTA (exim4, sendmail) replaced by Postfix."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+
+from mailprov.facts.probe import Facts, Read, lines_of
+from mailprov.resources.base import Change, Command, Desired, Handler, HostCheck, HostContext, Phase, Resource
+from mailprov.resources.checks import verdict
+from mailprov.transport.shell import quote
+
+NAME = "packages"
+# Answers for Debian's install-time questions: Postfix configured by mailprov, not by debconf; the
+# firewall rules are saved by mailprov's handler, not at install.
+DEBCONF = (
+    "postfix postfix/main_mailer_type select No configuration\n"
+    "iptables-persistent iptables-persistent/autosave_v4 boolean false\n"
+    "iptables-persistent iptables-persistent/autosave_v6 boolean false\n"
+)
+
+
+@dataclass(frozen=True)
+class PackageSet(Desired):
+    wanted: tuple[str, ...] = ()
+    replaced: tuple[str, ...] = ()  # other MTAs: removed when present
+    services: tuple[str, ...] = ()  # restarted after an installation
+
+
+def wanted(ctx: HostContext) -> tuple[str, ...]:
+    from mailprov.resources import REGISTRY
+
+    return tuple(dict.fromkeys(p for r in REGISTRY for p in r.packages(ctx)))
+
+
+def _read(names: Sequence[str]) -> Read:
+    pkgs = " ".join(quote(p) for p in names)
+    return Read(
+        f"packages {' '.join(names)}",
+        f"if command -v dpkg-query >/dev/null; then dpkg-query -W -f='${{Package}} ${{db:Status-Abbrev}} "
+        f"${{Version}}\\n' {pkgs}; else rpm -q --qf '%{{NAME}} ii %{{VERSION}}\\n' {pkgs}; fi",
+    )
+
+
+def parse_installed(body: str) -> dict[str, str]:
+    """installed package → version, from dpkg-query (status `ii`) or rpm lines."""
+    out = {}
+    for line in lines_of(body):
+        parts = line.split()
+        if len(parts) >= 3 and parts[1].startswith("i"):
+            out[parts[0]] = parts[2]
+    return out
+
+
+class Packages(Resource[PackageSet]):
+    name = NAME
+
+    def reads(self, ctx: HostContext) -> Sequence[Read]:
+        return (_read([*wanted(ctx), *ctx.dialect.other_mtas]),)
+
+    def desired(self, ctx: HostContext) -> PackageSet:
+        from mailprov.resources import REGISTRY
+
+        services = tuple(s for r in REGISTRY for s in r.services(ctx))
+        return PackageSet(wanted=wanted(ctx), replaced=ctx.dialect.other_mtas, services=services)
+
+    def changes(self, ctx: HostContext, desired: PackageSet, facts: Facts) -> Sequence[Change]:
+        d = ctx.dialect
+        installed = parse_installed(facts.section(_read([*desired.wanted, *desired.replaced]).key))
+        out: list[Change] = []
+        missing = tuple(p for p in desired.wanted if p not in installed)
+        if missing:
+            preseed = (Command(("debconf-set-selections",), stdin=DEBCONF),) if d.packages.preseeds else ()
+            out.append(
+                Change(
+                    NAME,
+                    Phase.PREPARE,
+                    "install",
+                    f"install {' '.join(missing)}",
+                    commands=(*preseed, *(Command(argv) for argv in d.packages.install(missing))),
+                    notifies=frozenset(Handler(s, "restart", because="installed") for s in desired.services),
+                )
+            )
+        other = tuple(p for p in desired.replaced if p in installed)
+        if other:
+            alternative = (Command(d.mta_alternative),) if d.mta_alternative else ()
+            out.append(
+                Change(
+                    "mta",
+                    Phase.PREPARE,
+                    "remove",
+                    f"replace the previous MTA ({', '.join(other)})",
+                    commands=(*alternative, Command(d.packages.remove(other))),
+                )
+            )
+        return out
+
+    def checks(self, ctx: HostContext) -> Sequence[HostCheck]:
+        return tuple(HostCheck(f"host.package.{p}", partial(_installed, package=p)) for p in wanted(ctx))
+
+
+def _installed(h: object, package: str) -> tuple[str, str]:
+    pkg = h.package(package)  # type: ignore[attr-defined]
+    if pkg.is_installed:
+        return verdict(True, f"{package} {pkg.version} installed")
+    return verdict(False, f"{package} is not installed")

@@ -1,0 +1,89 @@
+"""Boot links: every service a resource of the site runs (each says so in `services`) starts at boot."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+
+from mailprov.facts.probe import Facts, Read, lines_of
+from mailprov.resources.base import Change, Command, Desired, HostCheck, HostContext, Phase, Resource
+from mailprov.resources.checks import verdict
+from mailprov.transport.shell import quote
+
+NAME = "services"
+ENABLED_STATES = ("enabled", "enabled-runtime", "static", "alias", "generated")
+
+
+@dataclass(frozen=True)
+class BootServices(Desired):
+    names: tuple[str, ...] = ()
+
+
+def managed(ctx: HostContext) -> tuple[str, ...]:
+    from mailprov.resources import REGISTRY
+
+    return tuple(dict.fromkeys(s for r in REGISTRY for s in r.services(ctx)))
+
+
+def _read(names: Sequence[str]) -> Read:
+    names_q = " ".join(quote(n) for n in names)
+    return Read(
+        f"enabled {' '.join(names)}",
+        f"if [ -d /run/systemd/system ]; then for s in {names_q}; do"
+        ' echo "$s $(systemctl is-enabled $s)"; done;'
+        f" elif command -v chkconfig >/dev/null; then for s in {names_q}; do"
+        ' chkconfig --list $s | grep -q "3:on" && echo "$s enabled"; done;'
+        f" else for s in {names_q}; do"
+        ' ls /etc/rc2.d/S*"$s" >/dev/null 2>&1 && echo "$s enabled"; done; fi',
+    )
+
+
+def parse_enabled(body: str) -> frozenset[str]:
+    on = set()
+    for line in lines_of(body):
+        name, _, state = line.partition(" ")
+        if state.strip() in ENABLED_STATES:
+            on.add(name)
+    return frozenset(on)
+
+
+class Services(Resource[BootServices]):
+    name = NAME
+
+    def reads(self, ctx: HostContext) -> Sequence[Read]:
+        return (_read(managed(ctx)),)
+
+    def desired(self, ctx: HostContext) -> BootServices:
+        return BootServices(names=managed(ctx))
+
+    def changes(self, ctx: HostContext, desired: BootServices, facts: Facts) -> Sequence[Change]:
+        enabled = parse_enabled(facts.section(_read(desired.names).key))
+        return [
+            Change(
+                f"enable:{name}",
+                Phase.FINISH,
+                "enable",
+                f"{name}: start at boot",
+                commands=(Command(ctx.dialect.services.enable(name)),),
+            )
+            for name in desired.names
+            if name not in enabled
+        ]
+
+    def checks(self, ctx: HostContext) -> Sequence[HostCheck]:
+        out = []
+        for name in managed(ctx):
+            out.append(HostCheck(f"host.service_running.{name}", partial(_running, service=name)))
+            out.append(HostCheck(f"host.service_enabled.{name}", partial(_enabled, service=name)))
+        return out
+
+
+def _running(h: object, service: str) -> tuple[str, str]:
+    running = bool(h.service(service).is_running)  # type: ignore[attr-defined]
+    return verdict(running, f"{service} is running" if running else f"{service} is not running")
+
+
+def _enabled(h: object, service: str) -> tuple[str, str]:
+    enabled = bool(h.service(service).is_enabled)  # type: ignore[attr-defined]
+    return verdict(enabled, f"{service} starts at boot" if enabled else f"{service} is not enabled at boot")
