@@ -16,8 +16,12 @@ from mailprov.report import Reporter
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+_DEBUG = {"on": False}
+
+
 def _handle_errors(func: F) -> F:
-    """Map mailprov errors to a message and an exit code; never a traceback for an expected failure."""
+    """Map errors to one message and an exit code. A mailprov error says what to do; anything else is a
+    defect, reported in one line (where it happened) and exit 1; the traceback only with --debug."""
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -25,16 +29,35 @@ def _handle_errors(func: F) -> F:
         except MailprovError as exc:
             Reporter().error(str(exc))
             sys.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.ClickException, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            if _DEBUG["on"]:
+                raise
+            Reporter().error(
+                f"internal error: {type(exc).__name__}{_where(exc)}: {exc} (run with --debug to see the traceback)"
+            )
+            sys.exit(1)
 
     wrapper.__name__ = func.__name__
     wrapper.__doc__ = func.__doc__
     return wrapper  # type: ignore[return-value]
 
 
+def _where(exc: BaseException) -> str:
+    """` at FILE:LINE` of the innermost frame (secrets never reach a message: they print as ***)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return f" at {Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}" if tb else ""
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="mailprov")
-def main() -> None:
+@click.option("--debug", is_flag=True, help="Show the traceback of an unexpected error.")
+def main(debug: bool) -> None:
     """Provision Postfix and Dovecot mail servers from one declarative site file."""
+    _DEBUG["on"] = debug
 
 
 @main.command()

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mailprov.config.mailservices import PORTS
 from mailprov.config.model import Host, Site
 from mailprov.errors import MailprovError
 from mailprov.facts.platform import Platform
-from mailprov.mailservices import PORTS
 
 if TYPE_CHECKING:
     import jinja2

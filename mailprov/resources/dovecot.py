@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from mailprov.config.mailservices import listening
 from mailprov.config.model import Mailbox
 from mailprov.facts.probe import Facts, Read
-from mailprov.mailservices import listening
 from mailprov.paths import STAGED_SUFFIX
 from mailprov.render import render_template
 from mailprov.resources import files

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 
+from mailprov.config.mailservices import PORTS
 from mailprov.facts.platform import FirewallBackend
 from mailprov.facts.probe import Facts, Read, lines_of
-from mailprov.mailservices import PORTS
 from mailprov.render import render_template
 from mailprov.resources import files
 from mailprov.resources.base import (

@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from mailprov.config.mailservices import listening
 from mailprov.config.model import Mailbox, Site
 from mailprov.config.restrictions import Restriction
 from mailprov.dialects import Dialect
 from mailprov.errors import ConfigError
 from mailprov.facts.files import FileState
 from mailprov.facts.probe import Facts, Read
-from mailprov.mailservices import listening
 from mailprov.render import render_template
 from mailprov.resources import files
 from mailprov.resources.base import (

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mailprov.config.mailservices import MAIL_SERVICES, PORTS
 from mailprov.config.model import AccessAction, Host, SenderAccessEntry, Site, User
 from mailprov.config.restrictions import Restriction
-from mailprov.mailservices import MAIL_SERVICES, PORTS
 
 # Evaluation order with smtpd_delay_reject: every list is checked at RCPT time, in this order.
 LIST_ORDER = ("client", "helo", "sender", "relay", "recipient")

@@ -347,7 +347,7 @@ def test_listening_change_restarts_postfix(site: Path, hosts: dict[str, Any], la
     ipv4 = tmp_path / "site.yaml"
     ipv4.write_text(site.read_text() + "postfix:\n  inet_protocols: ipv4\n")
     plan = run_cli("plan", str(ipv4), "--host", name)
-    assert "postfix_restart" in plan.stdout
+    assert "postfix restart" in plan.stdout and "postfix reload" not in plan.stdout
     assert run_cli("apply", str(ipv4), "--yes", "--host", name).returncode == 0
     assert root_run(lab_connect, host, "cat /var/spool/postfix/pid/master.pid") != before
     assert "[::]:25 " not in root_run(lab_connect, host, "ss -ltn")  # no longer on IPv6

@@ -25,8 +25,8 @@ from mailprov.config.model import Site
 from mailprov.dialects import DovecotGen
 from mailprov.facts.platform import PRESETS, Version
 from mailprov.render import render_host
-from mailprov.resources.postfix import MASTER_BEGIN, MASTER_END
 from mailprov.render.output import write_tree
+from mailprov.resources.postfix import MASTER_BEGIN, MASTER_END
 
 POSTFIX, POSTCONF = "/usr/sbin/postfix", "/usr/sbin/postconf"
 DOVECOT, DOVECONF = "/usr/sbin/dovecot", "/usr/bin/doveconf"

@@ -1,0 +1,41 @@
+"""Capture the fact probe's output on converged lab hosts, for the unit tests (root, Linux):
+
+    MAILPROV_JOHN_PASSWORD=Live-john-pw-42 .venv/bin/python tests/data/capture_probes.py
+
+Brings up bookworm-1 and trixie-1, converges them with tests/data/lab-site.yaml (`mailprov apply`), then
+saves the one speculative probe each host gets as tests/data/probe-<distro>.txt.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from mailprov import lab
+from mailprov.config.loader import load_site
+from mailprov.facts.probe import probe_script
+from mailprov.orchestrate import RunOptions, speculative_reads, target_for
+from mailprov.transport.ssh import SshTransport
+
+DATA = Path(__file__).resolve().parent
+SITE = DATA / "lab-site.yaml"
+
+
+def main() -> int:
+    lab.up("bookworm", 1)
+    lab.up("trixie", 1)
+    mailprov = Path(sys.executable).parent / "mailprov"
+    subprocess.run([str(mailprov), "apply", "--yes", str(SITE)], check=True)
+    site = load_site(SITE)
+    for host, distro in zip(site.hosts, ("bookworm", "trixie"), strict=True):
+        with SshTransport(target_for(host, RunOptions(), DATA)) as transport:
+            script = probe_script(speculative_reads(site, host, DATA), nonce="0")
+            output = transport.run_script(script, check=True).stdout
+        (DATA / f"probe-{distro}.txt").write_text(output, encoding="utf-8")
+        print(f"{distro}: {len(output)} bytes")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
