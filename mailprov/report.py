@@ -7,43 +7,76 @@ in one place.
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+if TYPE_CHECKING:
+    from rich.console import Console
+
+_STYLES = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "cyan": "36", "bold red": "1;31"}
+# Control and invisible formatting characters a host or a site could put in a message: shown escaped, so
+# no output can move the cursor, recolor the terminal or reorder text (bidi overrides).
+_UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+
+
+def clean(text: str) -> str:
+    return _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 class Reporter:
+    """Lines are written directly (rich is loaded only for tables and diffs: a quick command needs none)."""
+
     def __init__(self, stream: TextIO | None = None, *, color: bool | None = None) -> None:
         self.stream = stream or sys.stdout
-        self.console = Console(
-            file=self.stream,
-            highlight=False,
-            soft_wrap=True,
-            no_color=color is False,
-            force_terminal=color if color else None,
+        self._color = color
+        self._console: Console | None = None
+
+    @property
+    def color(self) -> bool:
+        if self._color is not None:
+            return self._color
+        return self.stream.isatty() and "NO_COLOR" not in os.environ
+
+    @property
+    def console(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(
+                file=self.stream,
+                highlight=False,
+                soft_wrap=True,
+                no_color=self._color is False,
+                force_terminal=self._color if self._color else None,
+            )
+        return self._console
+
+    def _write(self, stream: TextIO, parts: Sequence[tuple[str, str | None]], *, color: bool) -> None:
+        text = "".join(
+            f"\x1b[{_STYLES[style]}m{clean(t)}\x1b[0m" if color and style in _STYLES else clean(t) for t, style in parts
         )
+        stream.write(text + "\n")
+        stream.flush()
 
     # -- plain lines ------------------------------------------------------------------------------------
 
     def line(self, text: str = "", style: str | None = None) -> None:
-        self.console.print(Text(text, style=style) if style else Text(text))
+        self._write(self.stream, [(text, style)], color=self.color)
 
     def heading(self, text: str) -> None:
-        self.console.print(Text(text, style="bold"))
+        self.line(text, "bold")
 
     def ok(self, text: str) -> None:
-        self.console.print(Text("✓ ", style="green") + Text(text))
+        self._write(self.stream, [("✓ ", "green"), (text, None)], color=self.color)
 
     def warn(self, text: str) -> None:
-        self.console.print(Text("! ", style="yellow") + Text(text))
+        self._write(self.stream, [("! ", "yellow"), (text, None)], color=self.color)
 
     def error(self, text: str) -> None:
-        err = Console(file=sys.stderr, highlight=False, soft_wrap=True)
-        err.print(Text("error: ", style="bold red") + Text(text))
+        self._write(sys.stderr, [("error: ", "bold red"), (text, None)], color=sys.stderr.isatty())
 
     # -- structures -------------------------------------------------------------------------------------
 
@@ -63,11 +96,14 @@ class Reporter:
             self.line(line.rstrip("\n"), style)
 
     def table(self, title: str | None, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+        from rich.table import Table
+        from rich.text import Text
+
         table = Table(title=title, show_lines=False, title_justify="left")
         for column in columns:
             table.add_column(column)
         for row in rows:
-            table.add_row(*[Text(str(c)) for c in row])
+            table.add_row(*[Text(clean(str(c))) for c in row])
         self.console.print(table)
 
     def json(self, data: Any) -> None:

@@ -55,7 +55,7 @@ def render_template(name: str, **context: Any) -> str:
     try:
         return _environment().get_template(name).render(context)
     except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(f"template {exc.filename or name}:{exc.lineno}: {exc.message}") from None
+        raise TemplateError(f"template {name}:{exc.lineno}: {exc.message}") from None
     except jinja2.TemplateError as exc:
         raise TemplateError(f"template {name}{_template_line(exc, name)}: {exc}") from None
 
