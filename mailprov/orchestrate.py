@@ -6,6 +6,7 @@ for all of its round trips, and one host's failure never stops the others.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +18,7 @@ from mailprov.apply import ApplyResult, execute
 from mailprov.config.model import Host, Site
 from mailprov.config.secrets import resolve
 from mailprov.errors import ConfigError, MailprovError
-from mailprov.facts.platform import PRESETS, Platform
+from mailprov.facts.platform import PRESETS, OsFamily, Platform
 from mailprov.facts.probe import Facts, Read, parse_probe, probe_script, unique
 from mailprov.plan import HostPlan, build_plan, reads
 from mailprov.resources.base import HostContext
@@ -87,16 +88,28 @@ def host_context(site: Site, host: Host, platform: Platform, base_dir: Path) -> 
     return HostContext.of(site, host, platform, base_dir)
 
 
+# Told apart on the host itself, so a Debian host runs no read only a RHEL host needs (and back).
+_FAMILY_TEST = {OsFamily.DEBIAN: "[ -f /etc/debian_version ]", OsFamily.RHEL: "[ ! -f /etc/debian_version ]"}
+
+
 def speculative_reads(site: Site, host: Host, base_dir: Path) -> tuple[Read, ...]:
-    """What to read before knowing the platform: everything the site would read on any kind of host.
-    Reads depend on paths only, so this renders nothing."""
+    """What to read before knowing the platform: everything the site would read on any kind of host,
+    each read guarded by the OS family that needs it. Reads depend on paths only: nothing is rendered."""
+    families: dict[str, set[OsFamily]] = {}
     out: list[Read] = []
     for name in _PATH_KINDS:
+        platform = PRESETS[name]
         try:
-            out += reads(host_context(site, host, PRESETS[name], base_dir))
+            wanted = reads(host_context(site, host, platform, base_dir))
         except MailprovError:
             continue  # the site cannot be planned for that kind (e.g. a setting it lacks): skip it
-    return unique(out)
+        for read in wanted:
+            families.setdefault(read.key, set()).add(platform.os_family)
+            out.append(read)
+    return tuple(
+        dataclasses.replace(r, only_if=_FAMILY_TEST[next(iter(families[r.key]))]) if len(families[r.key]) == 1 else r
+        for r in unique(out)
+    )
 
 
 def read_facts(site: Site, host: Host, transport: Transport, base_dir: Path) -> tuple[HostContext, Facts]:

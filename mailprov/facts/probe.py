@@ -38,6 +38,7 @@ class Read:
     key: str
     script: str
     volatile: bool = False  # changes on its own (PIDs): left out of the facts fingerprint
+    only_if: str = ""  # a shell condition: read (and print the section) only where it holds
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,8 @@ PLATFORM_READS: tuple[Read, ...] = (
                 "[ -f /proc/net/if_inet6 ] && echo ipv6=1",
                 "command -v firewall-cmd >/dev/null && firewall-cmd --state >/dev/null && echo firewalld_running=1",
                 "command -v postconf >/dev/null && {"
-                " echo postfix_version=$(postconf -dh mail_version);"
-                " echo default_database_type=$(postconf -dh default_database_type);"
+                " set -- $(postconf -dh mail_version default_database_type);"
+                " echo postfix_version=$1; echo default_database_type=$2;"
                 " echo map_types=$(postconf -m | tr '\\n' ' '); }",
                 "command -v dovecot >/dev/null && echo dovecot_version=$(dovecot --version)",
             ]
@@ -107,8 +108,8 @@ def probe_script(reads: Iterable[Read], *, platform: bool = True, nonce: str | N
     mark = MARK + (nonce if nonce is not None else secrets.token_hex(6))
     lines = ["exec 2>/dev/null", f"M={quote(mark)}", 'echo "$M"']
     for read in unique([*(PLATFORM_READS if platform else ()), *reads]):
-        lines.append(f'echo "$M "{quote(read.key)}')
-        lines.append(read.script)
+        section = f'echo "$M "{quote(read.key)}\n{read.script}'
+        lines.append(f"if {read.only_if}; then\n{section}\nfi" if read.only_if else section)
     lines += [f'echo "$M {END_KEY}"', "exit 0"]
     return "\n".join(lines) + "\n"
 

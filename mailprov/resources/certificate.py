@@ -78,10 +78,11 @@ def locate(ctx: HostContext) -> Certificate | None:
 def _cert_read(cert: Certificate) -> Read:
     c = quote(cert.cert_path)
     seconds = cert.renew_before_days * 86400
+    # One openssl run: subject, end date and whether it outlives the renewal window (its exit status).
     return Read(
         f"cert {cert.cert_path} {seconds}",
-        f"[ -f {c} ] && openssl x509 -in {c} -noout -subject -enddate && "
-        f"(openssl x509 -in {c} -noout -checkend {seconds} >/dev/null && echo fresh=1 || echo fresh=0)",
+        f"[ -f {c} ] && {{ out=$(openssl x509 -in {c} -noout -subject -enddate -checkend {seconds});"
+        ' rc=$?; echo "$out"; [ $rc = 0 ] && echo fresh=1 || echo fresh=0; }',
     )
 
 

@@ -30,6 +30,8 @@ from mailprov.resources.checks import quiet_command
 from mailprov.resources.postfix import dovecot_ssl_protocols, inet_protocols
 
 NAME = "dovecot"
+# Dovecot's auth socket inside Postfix's queue directory, so that a chrooted smtpd reaches it too.
+SASL_SOCKET = "/var/spool/postfix/private/auth"
 RESTART = Handler(NAME, "restart")
 
 # The checker prints warnings on stderr but exits 0: any warning or error fails the gate.
@@ -75,6 +77,7 @@ class Dovecot(Resource[DovecotConfig]):
             "dovecot_ssl_protocols": dovecot_ssl_protocols(ctx.site) if syntax.ssl_protocols else None,
             "inet_protocols": inet_protocols(ctx),
             "dovecot_log": None if d.platform.has_syslog else "/var/log/dovecot.log",
+            "sasl_socket": SASL_SOCKET,
         }
         text = render_template(f"dovecot/dovecot-{syntax.template}.conf.j2", **context)
         conf = ManagedFile(d.paths.dovecot_conf, text, NAME)
@@ -96,11 +99,14 @@ class Dovecot(Resource[DovecotConfig]):
         return (Gate("validate-dovecot", Command(("mp_dovecot_check", *argv))),)
 
     def health(self, ctx: HostContext) -> Sequence[Command]:
-        return tuple(
+        ports = [
             Command(("mp_wait", f"Dovecot on port {s.port}", "mp_listening", str(s.port)))
             for s in listening(ctx.site)
             if s.daemon == NAME
-        )
+        ]
+        # Postfix's smtpd dies on AUTH while the socket is missing: wait for it too.
+        sasl = [Command(("mp_wait", "the SASL socket", "test", "-S", SASL_SOCKET))] if ctx.site.sasl.enabled else []
+        return (*ports, *sasl)
 
     def checks(self, ctx: HostContext) -> Sequence[HostCheck]:
         argv = " ".join(ctx.dialect.dovecot_syntax.check_argv)

@@ -46,12 +46,15 @@ mp_firewalld_load() {
 mp_if_present() { command -v "$1" >/dev/null || return 0; "$@"; }
 """
 
+# One `-S` per tool, read by the shell: the chain's rule count (-1: no chain) and whether INPUT jumps to it.
 _STATE_READ = Read(
     "firewall",
-    "for t in iptables ip6tables; do command -v $t >/dev/null || continue;"
-    f' if $t -S {CHAIN} >/dev/null; then echo "$t rules $($t -S {CHAIN} | grep -c "^-A")";'
-    ' else echo "$t rules -1"; fi;'
-    f' $t -C INPUT -j {CHAIN} && echo "$t hooked 1"; done',
+    "for t in iptables ip6tables; do command -v $t >/dev/null || continue; n=-1; hooked=0\n"
+    'while read -r a b c d; do case "$a $b" in\n'
+    f'  "-N {CHAIN}") n=0;; "-A {CHAIN}") n=$((n+1));;\n'
+    f'  "-A INPUT") [ "$c $d" = "-j {CHAIN}" ] && hooked=1;;\n'
+    "esac; done <<EOF\n$($t -S 2>/dev/null)\nEOF\n"
+    'echo "$t rules $n"; [ $hooked = 1 ] && echo "$t hooked 1"; done',
 )
 
 

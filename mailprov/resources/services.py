@@ -35,7 +35,7 @@ def _read(names: Sequence[str]) -> Read:
         f" elif command -v chkconfig >/dev/null; then for s in {names_q}; do"
         ' chkconfig --list $s | grep -q "3:on" && echo "$s enabled"; done;'
         f" else for s in {names_q}; do"
-        ' ls /etc/rc2.d/S*"$s" >/dev/null 2>&1 && echo "$s enabled"; done; fi',
+        ' for f in /etc/rc2.d/S*"$s"; do [ -e "$f" ] && echo "$s enabled"; break; done; done; fi',
     )
 
 
