@@ -1,11 +1,16 @@
 """The one builder of the host script: a HostPlan's command values → one POSIX sh script, and the
 script's marker lines → typed step results.
 
-Order (Ansible's copy, for a whole tree): lock → PREPARE changes (packages, accounts, keys) → stage every
-new file beside its target → gates (the host's own validators) → back up → atomic rename → FINISH
-changes → handlers, each once → health → on any failure after the switch, restore the backups and run
-the handlers again. Every argv is quoted here (mailprov.transport.shell); the only raw shell text is
-this module's frame and the sh functions resources declare.
+The script runs detached from the SSH session (`setsid`, output to a per-apply log under
+/var/lib/mailprov/runs): a dropped connection cannot stop it half-way, and mailprov reads the log
+afterwards. Order (Ansible's copy, for a whole tree): lock (flock: the kernel releases it with its
+holder) → journal of the handlers this apply owes → PREPARE changes (packages, accounts, keys) → stage
+every new file beside its target → gates (the host's own validators) → back up → atomic rename → FINISH
+changes → handlers, each once → health (the protocols, not the ports) → journal cleared. On any failure
+after the switch: restore the backups, run the handlers again, check health again.
+
+Every argv is quoted here (mailprov.transport.shell); the only raw shell text is this module's frame and
+the small sh functions resources declare.
 """
 
 from __future__ import annotations
@@ -14,25 +19,40 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from mailprov.facts.files import file_md5
-from mailprov.paths import APPLIED_STATE, BACKUP_DIR, KEEP_BACKUPS, STAGE_DIR, STAGED_SUFFIX, STATE_DIR
+from mailprov.paths import (
+    APPLIED_STATE,
+    BACKUP_DIR,
+    JOURNAL,
+    KEEP_BACKUPS,
+    LOCK,
+    LOCK_INFO,
+    RUNS_DIR,
+    STAGE_DIR,
+    STAGED_SUFFIX,
+    STATE_DIR,
+)
 from mailprov.plan import HostPlan
 from mailprov.resources.base import Command, ManagedFile, Phase
 from mailprov.transport.shell import heredoc, join, quote
 
 MARK = "@@MP"
+LOCKED_EXIT = 3
 
-# The frame's helpers. Command output goes to the log, never to the SSH channel (a daemon started by a
-# handler would hold the channel open); the last lines of a failed command's output become its message.
+# The frame's helpers. Command output goes to the run's log (a daemon started by a handler inherits it,
+# never the SSH channel); the last lines of a failed command's output become its message. fd 9 holds
+# the lock: commands run without it, so no daemon a handler starts keeps the lock.
 FRAME = rf"""
-step() {{ CURRENT="$1"; echo "{MARK} step $1"; }}
-fail() {{ echo "{MARK} fail $CURRENT $*"; tail -n 20 "$LOG"; exit 1; }}
-run() {{ "$@" >"$OUT" 2>&1; rc=$?; cat "$OUT" >>"$LOG"; return $rc; }}
+step() {{ CURRENT="$1"; echo "{MARK} step $1 $(date -u +%H:%M:%S)"; }}
+fail() {{ echo "{MARK} fail $CURRENT $*"; tail -n 20 "$LOG"; finish 1; }}
+run() {{ "$@" >"$OUT" 2>&1 9>&-; rc=$?; cat "$OUT" >>"$LOG"; return $rc; }}
 why() {{ tail -n 3 "$OUT" | tr '\n' ' '; }}
+finish() {{ [ -d "$BACKUP" ] && cp "$LOG" "$BACKUP/apply.log"; echo "$1" > "$RUN.rc"; exit "$1"; }}
 mp_listening() {{ {{ ss -ltn 2>/dev/null || netstat -ltn 2>/dev/null; }} | grep -q "[:.]$1[[:space:]]"; }}
+mp_timeout() {{ if command -v timeout >/dev/null; then timeout "$@"; else shift; "$@"; fi; }}
 mp_wait() {{
   what=$1; shift; i=0
   while [ $i -lt 30 ]; do "$@" && return 0; i=$((i+1)); sleep 0.5; done
-  echo "health: $what is not up after 15 s"; return 1
+  echo "health: $what"; "$@"; return 1
 }}
 """
 
@@ -46,26 +66,57 @@ class ApplyResult:
     message: str = ""
     rolled_back: bool = False
     output_tail: str = ""
+    finished_at: str = ""  # the host's clock when the last step started (UTC)
 
 
-def build_script(plan: HostPlan, stamp: str) -> str:
+def run_id(stamp: str, token: str) -> str:
+    """The name of one apply's files under runs/: its script, log (.out) and exit status (.rc)."""
+    return f"{RUNS_DIR}/{stamp}-{token}"
+
+
+def launcher(script: str, run: str) -> str:
+    """What is sent over SSH: write the run's script, start it in its own session, wait for it, print
+    its log. If the connection drops, only this launcher dies; `follow` reads the outcome later."""
+    return "\n".join(
+        [
+            "umask 077",
+            f"mkdir -p {RUNS_DIR} || exit 1",
+            f"{heredoc(script)} > {quote(run + '.sh')} || exit 1",
+            f"setsid sh {quote(run + '.sh')} {quote(run)} </dev/null >{quote(run + '.out')} 2>&1 &",
+            "wait $!",
+            f"cat {quote(run + '.out')}",
+            f"exit $(cat {quote(run + '.rc')} 2>/dev/null || echo 1)",
+        ]
+    )
+
+
+def follow(run: str) -> str:
+    """A later look at a run whose launcher was cut off: wait (up to 30 min) for it to end, print its log."""
+    r = quote(run + ".rc")
+    return (
+        f"i=0; while [ ! -f {r} ] && [ $i -lt 3600 ]; do sleep 0.5; i=$((i+1)); done; "
+        f"cat {quote(run + '.out')}; exit $(cat {r} 2>/dev/null || echo 1)"
+    )
+
+
+def build_script(plan: HostPlan, stamp: str, who: str = "mailprov") -> str:
+    """The run's script; its first argument is the run's path prefix (runs/STAMP-TOKEN)."""
     files = plan.files
+    owed = "".join(f"{h.owner} {h.action}\n" for h in plan.owed)
     out: list[str] = [
-        "umask 022",
+        'RUN="$1"; umask 022; rm -f "$RUN.sh"',  # sh keeps reading the open file; no secret stays on disk
         f"STATE={STATE_DIR}; STAMP={quote(stamp)}; BACKUP={BACKUP_DIR}/$STAMP",
-        "mkdir -p $STATE/backup || { echo '" + MARK + " fail start cannot create '$STATE; exit 1; }",
-        "LOG=$STATE/apply.log; OUT=$STATE/apply.out",
+        'LOG="$RUN.log"; OUT="$RUN.cmd"; LOCKDIR=',
         FRAME,
         plan.shell,
-        # The lock holds the PID of its apply; a lock whose process is gone (a killed run) is taken over.
-        "if ! mkdir $STATE/lock 2>/dev/null; then"
-        ' if kill -0 "$(cat $STATE/lock/pid 2>/dev/null)" 2>/dev/null; then'
-        f' echo "{MARK} fail lock another apply (PID $(cat $STATE/lock/pid)) holds $STATE/lock"; exit 3; fi; fi',
-        "echo $$ > $STATE/lock/pid",
-        ": > $LOG",  # only the lock's holder starts a new log
+        _lock(who),
+        f"ls -1 {RUNS_DIR}/*.rc 2>/dev/null | sort | head -n -{KEEP_BACKUPS * 4} | sed 's/\\.rc$//' |"
+        ' while read -r old; do rm -f "$old".*; done',
+        # What this apply owes, durably, before it changes anything: a cut run's handlers are run next time.
+        *([_journal(stamp, owed)] if owed else []),
         # Staged files that were not switched in (a refused change) are removed on the way out.
         "STAGED=; SWITCHED=",
-        f"trap 'for f in $STAGED; do rm -f \"$f\"; done; rm -rf $STATE/lock {STAGE_DIR}' EXIT",
+        f"trap 'for f in $STAGED; do rm -f \"$f\"; done; rm -rf {STAGE_DIR} $LOCKDIR' EXIT",
         _rollback(plan, files),
     ]
     for change in (c for c in plan.changes if c.phase is Phase.PREPARE):
@@ -100,8 +151,35 @@ def build_script(plan: HostPlan, stamp: str) -> str:
     if plan.health:
         out.append("step health")
         out += [_run(cmd, "rollback") for cmd in plan.health]
-    out.append(f'echo "{MARK} done"')
+    out.append(f"rm -f {JOURNAL}; sync")
+    out.append(f'echo "{MARK} done $(date -u +%H:%M:%S)"')
+    out.append("finish 0")
     return "\n".join(out) + "\n"
+
+
+def _journal(stamp: str, owed: str) -> str:
+    new = quote(JOURNAL + ".new")
+    return f"{{ echo {quote('since ' + stamp)}; {heredoc(owed)}; }} > {new} && sync && mv {new} {JOURNAL}"
+
+
+def _lock(who: str) -> str:
+    """flock where the host has it (the kernel releases it when the holder dies, however it dies); else a
+    directory whose PID is checked. A refused run says who holds it, and touches nothing else."""
+    info, held = quote(LOCK_INFO), quote(LOCK + ".d")
+    refuse = (
+        f'echo "{MARK} fail lock another apply holds the lock: $(cat {info} 2>/dev/null || echo unknown);'
+        f' it is released when that apply ends"; finish {LOCKED_EXIT}'
+    )
+    return "\n".join(
+        [
+            "if command -v flock >/dev/null; then",
+            f"  exec 9>>{quote(LOCK)}; flock -n 9 || {{ {refuse}; }}",
+            f'elif ! mkdir {held} 2>/dev/null && kill -0 "$(cat {held}/pid 2>/dev/null)" 2>/dev/null; then',
+            f"  {refuse}",
+            f"else mkdir -p {held}; echo $$ > {held}/pid; LOCKDIR={held}; fi",
+            f"echo \"PID $$ since $(date -u '+%Y-%m-%d %H:%M:%S UTC') by {who.replace(chr(34), '')}\" > {info}",
+        ]
+    )
 
 
 def _run(cmd: Command, on_failure: str) -> str:
@@ -117,9 +195,9 @@ def _stage(f: ManagedFile) -> list[str]:
     lines = [
         f"mkdir -p {quote(str(PurePosixPath(f.path).parent))} || fail",
         f'STAGED="$STAGED {f.path + STAGED_SUFFIX}"',
+        # Created empty and private before a byte is written: a secret is never readable by others.
+        f"rm -f {staged} && (umask 077 && : > {staged}) || fail cannot write {staged}",
     ]
-    # Secret files are created with their final mode before a byte is written.
-    lines.append(f"rm -f {staged} && (umask 077 && : > {staged}) || fail cannot write {staged}")
     if f.block is not None:
         # Merge on the host: the file came with a package installed earlier in this run.
         begin, end = f.block
@@ -132,14 +210,15 @@ def _stage(f: ManagedFile) -> list[str]:
 
 
 def _rollback(plan: HostPlan, files: tuple[ManagedFile, ...]) -> str:
-    """Restore every switched file from the backup (or remove it if it was new), then run the handlers
-    again so the daemons serve the previous configuration."""
+    """Restore every switched file from the backup (or remove it if it was new), run the handlers again
+    and check health again, so the report can say whether the previous configuration serves."""
     restore = [
         f'case " $SWITCHED " in *" {f.path} "*) if [ -f "$BACKUP"{quote(f.path)} ]; then'
         f' cp -p "$BACKUP"{quote(f.path)} {quote(f.path)}; else rm -f {quote(f.path)}; fi;; esac'
         for f in files
     ]
     again = [f"run {join(cmd.argv)} </dev/null" for h in plan.handlers for cmd in h.commands]
+    health = " && ".join(f"run {join(cmd.argv)} </dev/null" for cmd in plan.health) or "true"
     staged = " ".join(quote(f.path + STAGED_SUFFIX) for f in files) or ":"
     body = "\n  ".join([*restore, *again]) or ":"
     return (
@@ -147,7 +226,9 @@ def _rollback(plan: HostPlan, files: tuple[ManagedFile, ...]) -> str:
         f'  FAILED="$CURRENT"; WHY="$*"; CURRENT=rollback; echo "{MARK} rollback $FAILED"\n'
         f'  for f in {staged}; do rm -f "$f"; done\n'
         f"  {body}\n"
-        f'  echo "{MARK} fail $FAILED $WHY (previous configuration restored)"; tail -n 20 "$LOG"; exit 1\n'
+        f"  if {health}; then rm -f {JOURNAL}; SERVING='previous configuration restored and serving';\n"
+        f'  else SERVING="previous configuration restored, but not serving: $(why)"; fi\n'
+        f'  echo "{MARK} fail $FAILED $WHY ($SERVING)"; tail -n 20 "$LOG"; finish 1\n'
         "}"
     )
 
@@ -169,6 +250,7 @@ def parse_result(host: str, rc: int, output: str) -> ApplyResult:
     message = ""
     rolled = False
     done = False
+    clock = ""
     lines = output.split("\n")
     for line in lines:
         if not line.startswith(MARK + " "):
@@ -177,6 +259,7 @@ def parse_result(host: str, rc: int, output: str) -> ApplyResult:
         kind = parts[1] if len(parts) > 1 else ""
         if kind == "step" and len(parts) > 2:
             steps.append(parts[2])
+            clock = parts[3] if len(parts) > 3 else clock
         elif kind == "fail":
             failed = parts[2] if len(parts) > 2 else "?"
             message = parts[3].strip() if len(parts) > 3 else ""
@@ -184,9 +267,10 @@ def parse_result(host: str, rc: int, output: str) -> ApplyResult:
             rolled = True
         elif kind == "done":
             done = True
+            clock = parts[2] if len(parts) > 2 else clock
     tail = "\n".join(line for line in lines[-15:] if line and not line.startswith(MARK))
     ok = rc == 0 and done and failed is None
     if not ok and failed is None:
         failed = steps[-1] if steps else "start"
         message = f"exit {rc}"
-    return ApplyResult(host, ok, tuple(steps), failed, message, rolled, tail)
+    return ApplyResult(host, ok, tuple(steps), failed, message, rolled, tail, clock)

@@ -7,6 +7,7 @@ for all of its round trips, and one host's failure never stops the others.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -195,7 +196,8 @@ def apply_site(
             if outcome.plan.changes:
                 say(f"{outcome.host}: applying {len(outcome.plan.changes)} change(s)…")
             try:
-                result = execute(outcome.plan, transport, stamp)
+                target = target_for(next(h for h in hosts if h.name == outcome.host), options, base_dir)
+                result = execute(outcome.plan, transport, stamp, reconnect=functools.partial(_connected, target))
                 if outcome.plan.changes:
                     say(f"{outcome.host}: {'done' if result.ok else 'FAILED at ' + str(result.failed_step)}")
             except MailprovError as exc:
@@ -206,6 +208,12 @@ def apply_site(
     finally:
         for transport in transports.values():
             transport.close()
+
+
+def _connected(target: SshTarget) -> Transport:
+    transport = SshTransport(target)
+    transport.connect()
+    return transport
 
 
 def _check_unchanged(outcome: HostOutcome, expected: Mapping[str, str]) -> HostOutcome:

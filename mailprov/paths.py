@@ -10,3 +10,7 @@ BACKUP_DIR: Final = f"{STATE_DIR}/backup"  # one folder per apply, the last KEEP
 STAGE_DIR: Final = f"{STATE_DIR}/stage"  # scratch copies of config trees for validation
 KEEP_BACKUPS: Final = 5
 STAGED_SUFFIX: Final = ".mailprov-new"  # a new file waits beside its target until the switch
+RUNS_DIR: Final = f"{STATE_DIR}/runs"  # each apply's script, log (.log, .out) and exit status (.rc)
+LOCK: Final = f"{STATE_DIR}/lock"  # flock'ed by the running apply
+LOCK_INFO: Final = f"{STATE_DIR}/lock.info"  # who holds it, since when
+JOURNAL: Final = f"{STATE_DIR}/journal"  # the handlers an apply owes, until its health check passes

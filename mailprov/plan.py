@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from mailprov.config.secrets import Secret
-from mailprov.facts.probe import Facts, Read
+from mailprov.facts.probe import Facts, Read, lines_of
+from mailprov.paths import JOURNAL
 from mailprov.resources import REGISTRY
 from mailprov.resources.base import (
     Change,
@@ -24,6 +25,7 @@ from mailprov.resources.base import (
     HandlerStep,
     HostContext,
     ManagedFile,
+    Phase,
     Resource,
 )
 
@@ -62,9 +64,26 @@ class HostPlan:
         return tuple(out)
 
 
+# The handlers an interrupted apply still owes (hostscript writes it before changing anything).
+JOURNAL_READ = Read("journal", f"cat {JOURNAL}")
+
+
 def reads(ctx: HostContext, registry: Sequence[Resource[Any]] = REGISTRY) -> tuple[Read, ...]:
     """Everything the site's resources need read on this host (the platform reads come on top)."""
-    return tuple({r.key: r for resource in registry for r in resource.reads(ctx)}.values())
+    wanted = [JOURNAL_READ, *(r for resource in registry for r in resource.reads(ctx))]
+    return tuple({r.key: r for r in wanted}.values())
+
+
+def owed_by_a_cut_apply(facts: Facts) -> Change | None:
+    """The handlers a cut apply left owed, as a change: `plan` shows them, `apply` runs them."""
+    lines = lines_of(facts.sections.get(JOURNAL_READ.key, ""))
+    since = next((ln.split(" ", 1)[1] for ln in lines if ln.startswith("since ")), "?")
+    pairs = [ln.split(" ", 1) for ln in lines if not ln.startswith("since ") and " " in ln]
+    handlers = frozenset(Handler(owner, action, because="an interrupted apply") for owner, action in pairs)
+    if not handlers:
+        return None
+    names = ", ".join(h.name for h in sorted(handlers))
+    return Change("journal", Phase.FINISH, "resume", f"interrupted apply at {since}: {names}", notifies=handlers)
 
 
 def build_plan(ctx: HostContext, facts: Facts, registry: Sequence[Resource[Any]] = REGISTRY) -> HostPlan:
@@ -74,6 +93,9 @@ def build_plan(ctx: HostContext, facts: Facts, registry: Sequence[Resource[Any]]
         desired = resource.desired(ctx)
         notes += desired.notes
         changes += resource.changes(ctx, desired, facts)
+    resume = owed_by_a_cut_apply(facts)
+    if resume is not None:
+        changes.append(resume)
     changes.sort(key=lambda c: c.phase)  # stable: registry order within a phase
     owed: dict[str, set[str]] = defaultdict(set)
     for change in changes:
@@ -91,7 +113,7 @@ def build_plan(ctx: HostContext, facts: Facts, registry: Sequence[Resource[Any]]
         handlers=tuple(handlers),
         gates=tuple(gates),
         health=tuple(health),
-        shell="".join(r.shell for r in registry),
+        shell="".join(dict.fromkeys(text for r in registry for text in r.shell)),
         fingerprint=facts.fingerprint(reads(ctx, registry)),
         notes=tuple(notes),
     )

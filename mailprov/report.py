@@ -186,7 +186,7 @@ def show_summary(reporter: Reporter, outcomes: Sequence[Any]) -> None:
         elif o.error or result is None:
             status, detail = "error", (o.error or "").splitlines()[0][:80] if o.error else ""
         elif result.ok:
-            status, detail = ("unchanged" if n == 0 else f"applied {n} change{'s' if n != 1 else ''}"), ""
+            status, detail = ("unchanged" if n == 0 else f"applied {n} change{'s' if n != 1 else ''}"), result.message
         else:
             status = "FAILED" + (" (rolled back)" if result.rolled_back else "")
             detail = f"{result.failed_step}: {result.message}"[:300]

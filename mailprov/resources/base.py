@@ -144,6 +144,14 @@ class HostCheck:
 
 
 @dataclass(frozen=True)
+class Daemon:
+    """A service a resource runs: its init name and a regular expression for its process in `ps`."""
+
+    name: str
+    process: str
+
+
+@dataclass(frozen=True)
 class Desired:
     """A resource's wish for one host. Resources add their own typed fields in subclasses."""
 
@@ -158,14 +166,15 @@ class Resource(Generic[D]):
     """One capability. Subclasses override what they need; the defaults do nothing."""
 
     name: ClassVar[str]
-    shell: ClassVar[str] = ""  # sh functions its commands call, defined once at the top of the host script
+    shell: ClassVar[tuple[str, ...]] = ()  # sh functions its commands call, each text defined once in the script
 
     def packages(self, ctx: HostContext) -> tuple[str, ...]:
         """Packages this resource needs installed (the packages resource installs them all at once)."""
         return ()
 
-    def services(self, ctx: HostContext) -> tuple[str, ...]:
-        """Services this resource runs: enabled at boot, restarted after their packages are installed."""
+    def services(self, ctx: HostContext) -> tuple[Daemon, ...]:
+        """Services this resource runs: enabled at boot, running, restarted after their packages are
+        installed. Each is restarted (or started) by this resource's handler `restart`."""
         return ()
 
     def reads(self, ctx: HostContext) -> Sequence[Read]:

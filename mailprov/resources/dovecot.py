@@ -16,6 +16,7 @@ from mailprov.resources import files
 from mailprov.resources.base import (
     Change,
     Command,
+    Daemon,
     Desired,
     Gate,
     Handler,
@@ -28,6 +29,8 @@ from mailprov.resources.base import (
 from mailprov.resources.certificate import locate as locate_certificate
 from mailprov.resources.checks import quiet_command
 from mailprov.resources.postfix import dovecot_ssl_protocols, inet_protocols
+from mailprov.resources.tlsprobe import SHELL as TLS_SHELL
+from mailprov.resources.tlsprobe import serves
 
 NAME = "dovecot"
 # Dovecot's auth socket inside Postfix's queue directory, so that a chrooted smtpd reaches it too.
@@ -50,14 +53,14 @@ class DovecotConfig(Desired):
 
 class Dovecot(Resource[DovecotConfig]):
     name = NAME
-    shell = SHELL
+    shell = (SHELL, TLS_SHELL)
 
     def packages(self, ctx: HostContext) -> tuple[str, ...]:
         d, protocols = ctx.dialect, ctx.site.dovecot.protocols
         return (*(d.packages_imap if "imap" in protocols else ()), *(d.packages_pop3 if "pop3" in protocols else ()))
 
-    def services(self, ctx: HostContext) -> tuple[str, ...]:
-        return (NAME,)
+    def services(self, ctx: HostContext) -> tuple[Daemon, ...]:
+        return (Daemon(NAME, r"^(/usr/s?bin/)?dovecot(\s|$)"),)
 
     def reads(self, ctx: HostContext) -> Sequence[Read]:
         return files.reads([ctx.dialect.paths.dovecot_conf])
@@ -99,13 +102,13 @@ class Dovecot(Resource[DovecotConfig]):
         return (Gate("validate-dovecot", Command(("mp_dovecot_check", *argv))),)
 
     def health(self, ctx: HostContext) -> Sequence[Command]:
-        ports = [
-            Command(("mp_wait", f"Dovecot on port {s.port}", "mp_listening", str(s.port)))
-            for s in listening(ctx.site)
-            if s.daemon == NAME
-        ]
+        ports = [serves(ctx, s, "Dovecot") for s in listening(ctx.site) if s.daemon == NAME]
         # Postfix's smtpd dies on AUTH while the socket is missing: wait for it too.
-        sasl = [Command(("mp_wait", "the SASL socket", "test", "-S", SASL_SOCKET))] if ctx.site.sasl.enabled else []
+        sasl = (
+            [Command(("mp_wait", f"Dovecot's SASL socket {SASL_SOCKET} is missing", "test", "-S", SASL_SOCKET))]
+            if ctx.site.sasl.enabled
+            else []
+        )
         return (*ports, *sasl)
 
     def checks(self, ctx: HostContext) -> Sequence[HostCheck]:

@@ -128,7 +128,7 @@ def rules(ctx: HostContext, version: int) -> tuple[Rule, ...]:
 
 class Firewall(Resource[Policy]):
     name = NAME
-    shell = SHELL
+    shell = (SHELL,)
 
     def packages(self, ctx: HostContext) -> tuple[str, ...]:
         return ctx.dialect.packages_firewall if ctx.site.firewall.enabled else ()

@@ -63,7 +63,7 @@ class Packages(Resource[PackageSet]):
     def desired(self, ctx: HostContext) -> PackageSet:
         from mailprov.resources import REGISTRY
 
-        services = tuple(s for r in REGISTRY for s in r.services(ctx))
+        services = tuple(s.name for r in REGISTRY for s in r.services(ctx))
         return PackageSet(wanted=wanted(ctx), replaced=ctx.dialect.other_mtas, services=services)
 
     def changes(self, ctx: HostContext, desired: PackageSet, facts: Facts) -> Sequence[Change]:

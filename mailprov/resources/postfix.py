@@ -22,6 +22,7 @@ from mailprov.resources import files
 from mailprov.resources.base import (
     Change,
     Command,
+    Daemon,
     Desired,
     Gate,
     Handler,
@@ -33,10 +34,13 @@ from mailprov.resources.base import (
 )
 from mailprov.resources.certificate import locate as locate_certificate
 from mailprov.resources.checks import quiet_command
+from mailprov.resources.tlsprobe import SHELL as TLS_SHELL
+from mailprov.resources.tlsprobe import serves
 
 MASTER_BEGIN = "# BEGIN mailprov managed services"
 MASTER_END = "# END mailprov managed services"
 NAME = "postfix"
+MASTER_PROCESS = r"(^|/)postfix/(sbin/)?master\b|/usr/libexec/postfix/master|^/usr/lib/postfix/sbin/master"
 RELOAD = Handler(NAME, "reload")
 # main.cf parameters that `postfix reload` does not apply (postconf(5): "stop and start Postfix").
 RESTART_PARAMETERS = ("inet_interfaces", "inet_protocols")
@@ -72,13 +76,15 @@ class PostfixConfig(Desired):
 
 class Postfix(Resource[PostfixConfig]):
     name = NAME
-    shell = SHELL
+    shell = (SHELL, TLS_SHELL)
 
     def packages(self, ctx: HostContext) -> tuple[str, ...]:
         return ctx.dialect.packages_base
 
-    def services(self, ctx: HostContext) -> tuple[str, ...]:
-        return (NAME,)
+    def services(self, ctx: HostContext) -> tuple[Daemon, ...]:
+        return (
+            Daemon(NAME, r"(^|/)postfix/(sbin/)?master\b|/usr/libexec/postfix/master|^/usr/lib/postfix/sbin/master"),
+        )
 
     def reads(self, ctx: HostContext) -> Sequence[Read]:
         p = ctx.dialect.paths
@@ -142,9 +148,8 @@ class Postfix(Resource[PostfixConfig]):
                                                   *staged_cf))),)  # fmt: skip
 
     def health(self, ctx: HostContext) -> Sequence[Command]:
-        ports = [str(s.port) for s in listening(ctx.site) if s.daemon == NAME]
-        return (Command(("mp_wait", "the Postfix master process", "mp_postfix_running")),
-                *(Command(("mp_wait", f"Postfix on port {port}", "mp_listening", port)) for port in ports))  # fmt: skip
+        master = Command(("mp_wait", "the Postfix master process is not running", "mp_postfix_running"))
+        return (master, *(serves(ctx, s, "Postfix") for s in listening(ctx.site) if s.daemon == NAME))
 
     def checks(self, ctx: HostContext) -> Sequence[HostCheck]:
         return (

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 
 from mailprov.facts.probe import Facts, Read, lines_of
-from mailprov.resources.base import Change, Command, Desired, HostCheck, HostContext, Phase, Resource
+from mailprov.resources.base import Change, Command, Daemon, Desired, Handler, HostCheck, HostContext, Phase, Resource
 from mailprov.resources.checks import verdict
 from mailprov.transport.shell import quote
 
@@ -17,13 +18,22 @@ ENABLED_STATES = ("enabled", "enabled-runtime", "static", "alias", "generated")
 
 @dataclass(frozen=True)
 class BootServices(Desired):
-    names: tuple[str, ...] = ()
+    daemons: tuple[Daemon, ...] = ()
 
 
-def managed(ctx: HostContext) -> tuple[str, ...]:
+def managed(ctx: HostContext) -> tuple[Daemon, ...]:
     from mailprov.resources import REGISTRY
 
-    return tuple(dict.fromkeys(s for r in REGISTRY for s in r.services(ctx)))
+    return tuple({s.name: s for r in REGISTRY for s in r.services(ctx)}.values())
+
+
+PS_READ = Read("ps", "ps -eo pid=,args=", volatile=True)
+
+
+def running(ps: str, daemons: Sequence[Daemon]) -> frozenset[str]:
+    """Names of the daemons with a process in `ps -eo pid=,args=` output."""
+    args = [parts[1] for line in lines_of(ps) if len(parts := line.strip().split(None, 1)) == 2]
+    return frozenset(d.name for d in daemons if any(re.search(d.process, a) for a in args))
 
 
 def _read(names: Sequence[str]) -> Read:
@@ -52,14 +62,16 @@ class Services(Resource[BootServices]):
     name = NAME
 
     def reads(self, ctx: HostContext) -> Sequence[Read]:
-        return (_read(managed(ctx)),)
+        return (_read([d.name for d in managed(ctx)]), PS_READ)
 
     def desired(self, ctx: HostContext) -> BootServices:
-        return BootServices(names=managed(ctx))
+        return BootServices(daemons=managed(ctx))
 
     def changes(self, ctx: HostContext, desired: BootServices, facts: Facts) -> Sequence[Change]:
-        enabled = parse_enabled(facts.section(_read(desired.names).key))
-        return [
+        names = [d.name for d in desired.daemons]
+        enabled = parse_enabled(facts.section(_read(names).key))
+        up = running(facts.section(PS_READ.key), desired.daemons)
+        out = [
             Change(
                 f"enable:{name}",
                 Phase.FINISH,
@@ -67,13 +79,25 @@ class Services(Resource[BootServices]):
                 f"{name}: start at boot",
                 commands=(Command(ctx.dialect.services.enable(name)),),
             )
-            for name in desired.names
+            for name in names
             if name not in enabled
         ]
+        out += [
+            Change(
+                f"start:{name}",
+                Phase.FINISH,
+                "start",
+                f"{name} is not running: start it",
+                notifies=frozenset({Handler(name, "restart", because="not running")}),
+            )
+            for name in names
+            if name not in up
+        ]
+        return out
 
     def checks(self, ctx: HostContext) -> Sequence[HostCheck]:
         out = []
-        for name in managed(ctx):
+        for name in (d.name for d in managed(ctx)):
             out.append(HostCheck(f"host.service_running.{name}", partial(_running, service=name)))
             out.append(HostCheck(f"host.service_enabled.{name}", partial(_enabled, service=name)))
         return out
