@@ -1,5 +1,6 @@
 """Figures for plan and apply against real lab hosts (root, Linux): no-change plan and apply on one host
-(wall time, SSH round trips), then no-change plan/apply on N hosts in parallel against one host's time.
+(wall time, SSH round trips), the same as whole processes next to their floor (benchmarks/cli_bench.py), then
+no-change plan/apply on N hosts in parallel against one host's time.
 
     sudo .venv/bin/python benchmarks/apply_bench.py [--hosts 10] [--keep]
 
@@ -16,6 +17,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from cli_bench import whole_process_figures
 
 from mailprov import lab
 from mailprov.config.loader import load_site
@@ -76,6 +79,7 @@ def main() -> int:
             wall, outcomes = timed(lambda one=one: apply_site(one, one.hosts, options, directory, lambda _p: True))
             trips = outcomes[0].round_trips  # type: ignore[index]
             print(f"no-change apply, 1 host, login {user:5}: {wall * 1000:6.0f} ms, {trips} SSH round trips")
+        whole_process_figures(site_for([hosts[0].address], "root", directory), hosts[0])
         one_wall, _ = timed(lambda: plan_site(all_site, all_site.hosts[:1], options, directory))
         before = resource.getrusage(resource.RUSAGE_SELF)
         many_wall, _ = timed(lambda: plan_site(all_site, all_site.hosts, options, directory), repeat=3)
