@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from mailprov import __version__
 from mailprov.errors import MailprovError, TransportError
-from mailprov.hostscript import ApplyResult, build_script, follow, launcher, parse_result, run_id
+from mailprov.hostscript import ApplyResult, build_script, ended, follow, launcher, parse_result, run_id
 from mailprov.plan import HostPlan
 from mailprov.transport.base import CommandResult, Transport
 
@@ -49,7 +49,11 @@ def execute(
         if reconnect is None:
             raise
         return _after_a_cut(plan.host, run, exc, reconnect)
-    return parse_result(plan.host, result.rc, result.stdout + ("\n" + result.stderr if result.stderr else ""))
+    output = result.stdout + ("\n" + result.stderr if result.stderr else "")
+    if not ended(output) and reconnect is not None:
+        # The launcher always prints the run's last line: without it, the session was cut off.
+        return _after_a_cut(plan.host, run, TransportError(f"{plan.host}: the SSH session ended early"), reconnect)
+    return parse_result(plan.host, result.rc, output)
 
 
 def _after_a_cut(host: str, run: str, cut: TransportError, reconnect: Callable[[], Transport]) -> ApplyResult:

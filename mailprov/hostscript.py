@@ -15,6 +15,7 @@ the small sh functions resources declare.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -242,6 +243,16 @@ def _record_applied(files: list[ManagedFile]) -> str:
         f"{{ [ -f {APPLIED_STATE} ] && {keep_others}; {heredoc(lines)}; }} > {APPLIED_STATE}.new"
         f" && mv -f {APPLIED_STATE}.new {APPLIED_STATE}"
     )
+
+
+def ended(output: str) -> bool:
+    """Whether `output` holds a run's last word (done, or why it stopped)."""
+    return any(line.startswith((f"{MARK} done", f"{MARK} fail ")) for line in output.split("\n"))
+
+
+def step_names(plan: HostPlan) -> list[str]:
+    """The steps the run of `plan` announces, in order (progress, tests)."""
+    return [shlex.split(line)[1] for line in build_script(plan, "x").split("\n") if line.startswith("step ")]
 
 
 def parse_result(host: str, rc: int, output: str) -> ApplyResult:

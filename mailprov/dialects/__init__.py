@@ -53,8 +53,8 @@ class Packages:
         if self.manager is PackageManager.APT:
             return (
                 ("apt-get", "-q", "update"),
-                ("env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "-q", "-y", "-o",
-                 "Dpkg::Options::=--force-confold", "install", *names),
+                ("env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "-q", "-y", "-o", "DPkg::Lock::Timeout=300",
+                 "-o", "Dpkg::Options::=--force-confold", "install", *names),
             )  # fmt: skip
         return ((self.manager.value, "-y", "install", *names),)
 

@@ -39,6 +39,7 @@ logging.getLogger(PARAMIKO_LOG).addHandler(logging.NullHandler())
 
 DEFAULT_PORT: Final = 22
 DEFAULT_KEEPALIVE: Final = 15
+DEAD_LINK_MS: Final = 45_000
 DEFAULT_KEY_FILES: Final = ("~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa")
 USER_KNOWN_HOSTS: Final = ("~/.ssh/known_hosts",)
 GLOBAL_KNOWN_HOSTS: Final = "/etc/ssh/ssh_known_hosts"
@@ -326,11 +327,16 @@ def _open_socket(ep: _Endpoint, via: paramiko.Transport | None, timeout: float) 
         except (paramiko.SSHException, OSError) as e:
             raise TransportError(f"{ep.who}: ProxyCommand failed to start: {e}") from None
     try:
-        return socket.create_connection((ep.address, ep.port), timeout=timeout)
+        sock = socket.create_connection((ep.address, ep.port), timeout=timeout)
     except OSError as e:
         raise TransportError(
             f"{ep.who}: cannot connect to {ep.address} port {ep.port}: {_socket_reason(e, timeout)}"
         ) from None
+    if hasattr(socket, "TCP_USER_TIMEOUT"):
+        # A link that goes dead is noticed after this long (with the keepalives sending), not after
+        # Linux's ~15 minutes of retransmissions; an apply on the host goes on regardless.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, DEAD_LINK_MS)
+    return sock
 
 
 def _socket_reason(e: OSError, timeout: float) -> str:

@@ -128,3 +128,45 @@ def test_fingerprint_ignores_nothing_the_plan_reads() -> None:
     changed = with_section(facts, "file /etc/postfix/main.cf", facts.section("file /etc/postfix/main.cf") + "x")
     assert changed.fingerprint(reads(ctx)) != before
     assert re.fullmatch(r"[0-9a-f]{64}", before)
+
+
+def test_owed_handlers_of_an_interrupted_apply_are_a_change() -> None:
+    from resources.helpers import with_section
+
+    facts = with_section(captured("bookworm"), "journal", "since 20261202-101010\npostfix reload\ndovecot restart\n")
+    plan = plan_for(lab_site(), "bookworm", facts)
+    (change,) = plan.changes
+    assert change.summary == "interrupted apply at 20261202-101010: dovecot restart, postfix reload"
+    assert [h.name for h in plan.handlers] == ["postfix reload", "dovecot restart"]
+    assert plan.health  # and the health check after them
+
+
+def test_script_journals_owed_handlers_before_any_change_and_clears_them_after_health(tmp_path: Path) -> None:
+    site = site_from(site_text().replace("min_protocol: TLSv1.2", "min_protocol: TLSv1.3"), tmp_path)
+    script = build_script(plan_for(site, "trixie"), "20260101-000000")
+    journal = script.index("> /var/lib/mailprov/journal.new && sync && mv")
+    assert script.index("flock -n 9") < journal < script.index("step stage")
+    assert "dovecot restart\npostfix reload\n" in script[journal - 200 : journal]
+    assert script.index("step health") < script.index("rm -f /var/lib/mailprov/journal; sync")
+    assert 'run "$@"' not in script and '"$@" >"$OUT" 2>&1 9>&-' in script  # no command keeps the lock
+
+
+def test_a_stopped_service_is_started() -> None:
+    from resources.helpers import with_section
+
+    facts = captured("trixie")
+    ps = "\n".join(ln for ln in facts.section("ps").split("\n") if "postgrey" not in ln)
+    plan = plan_for(lab_site(), "trixie", with_section(facts, "ps", ps))
+    (change,) = plan.changes
+    assert change.key == "start:postgrey" and change.summary == "postgrey is not running: start it"
+    assert [h.name for h in plan.handlers] == ["postgrey restart"]
+
+
+def test_launcher_detaches_the_run_and_follow_reads_it_later() -> None:
+    from mailprov.hostscript import ended, follow, launcher
+
+    text = launcher("echo hi\n", "/var/lib/mailprov/runs/x-1")
+    assert "setsid sh /var/lib/mailprov/runs/x-1.sh /var/lib/mailprov/runs/x-1 </dev/null" in text
+    assert "while [ ! -f /var/lib/mailprov/runs/x-1.rc ]" in follow("/var/lib/mailprov/runs/x-1")
+    assert ended("@@MP step a 10:00:00\n@@MP done 10:00:01\n") and not ended("@@MP step a 10:00:00\n")
+    subprocess.run(["sh", "-n"], input=text, text=True, check=True)

@@ -28,7 +28,8 @@ def test_missing_package_is_installed_preseeded_and_restarts_services() -> None:
     assert [c.display() for c in change.commands] == [
         "debconf-set-selections <<(stdin redacted)",
         "apt-get -q update",
-        "env DEBIAN_FRONTEND=noninteractive apt-get -q -y -o Dpkg::Options::=--force-confold install postgrey",
+        "env DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=300"
+        " -o Dpkg::Options::=--force-confold install postgrey",
     ]
     assert {h.owner for h in change.notifies} == {"postfix", "dovecot", "postgrey"}
 
