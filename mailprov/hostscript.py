@@ -23,6 +23,7 @@ from mailprov.facts.files import file_md5
 from mailprov.paths import (
     APPLIED_STATE,
     BACKUP_DIR,
+    GENERATION,
     JOURNAL,
     KEEP_BACKUPS,
     LOCK,
@@ -111,6 +112,10 @@ def build_script(plan: HostPlan, stamp: str, who: str = "mailprov") -> str:
         FRAME,
         plan.shell,
         _lock(who),
+        # Refused if another apply ran since this plan was made: its plan would undo or repeat that one.
+        f'[ "$(cat {GENERATION} 2>/dev/null)" = {quote(plan.generation)} ] || {{ echo "{MARK} fail lock another'
+        f' apply changed this host since this plan was made: nothing was done; plan again"; finish {LOCKED_EXIT}; }}',
+        f'echo "$RUN" > {GENERATION}',
         f"ls -1 {RUNS_DIR}/*.rc 2>/dev/null | sort | head -n -{KEEP_BACKUPS * 4} | sed 's/\\.rc$//' |"
         ' while read -r old; do rm -f "$old".*; done',
         # What this apply owes, durably, before it changes anything: a cut run's handlers are run next time.

@@ -14,3 +14,4 @@ RUNS_DIR: Final = f"{STATE_DIR}/runs"  # each apply's script, log (.log, .out) a
 LOCK: Final = f"{STATE_DIR}/lock"  # flock'ed by the running apply
 LOCK_INFO: Final = f"{STATE_DIR}/lock.info"  # who holds it, since when
 JOURNAL: Final = f"{STATE_DIR}/journal"  # the handlers an apply owes, until its health check passes
+GENERATION: Final = f"{STATE_DIR}/generation"  # changed by every apply that runs: a stale plan is refused

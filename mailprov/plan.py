@@ -15,7 +15,7 @@ from typing import Any
 
 from mailprov.config.secrets import Secret
 from mailprov.facts.probe import Facts, Read, lines_of
-from mailprov.paths import JOURNAL
+from mailprov.paths import GENERATION, JOURNAL
 from mailprov.resources import REGISTRY
 from mailprov.resources.base import (
     Change,
@@ -42,6 +42,7 @@ class HostPlan:
     shell: str  # the sh functions the commands call
     fingerprint: str
     notes: tuple[str, ...] = ()
+    generation: str = ""  # the last apply's run on the host when this plan was made
 
     @property
     def empty(self) -> bool:
@@ -66,11 +67,13 @@ class HostPlan:
 
 # The handlers an interrupted apply still owes (hostscript writes it before changing anything).
 JOURNAL_READ = Read("journal", f"cat {JOURNAL}")
+# Which apply ran last: an apply whose plan was made before another apply ran is refused on the host.
+GENERATION_READ = Read("generation", f"cat {GENERATION}")
 
 
 def reads(ctx: HostContext, registry: Sequence[Resource[Any]] = REGISTRY) -> tuple[Read, ...]:
     """Everything the site's resources need read on this host (the platform reads come on top)."""
-    wanted = [JOURNAL_READ, *(r for resource in registry for r in resource.reads(ctx))]
+    wanted = [JOURNAL_READ, GENERATION_READ, *(r for resource in registry for r in resource.reads(ctx))]
     return tuple({r.key: r for r in wanted}.values())
 
 
@@ -116,6 +119,7 @@ def build_plan(ctx: HostContext, facts: Facts, registry: Sequence[Resource[Any]]
         shell="".join(dict.fromkeys(text for r in registry for text in r.shell)),
         fingerprint=facts.fingerprint(reads(ctx, registry)),
         notes=tuple(notes),
+        generation=facts.sections.get(GENERATION_READ.key, "").strip(),
     )
 
 
