@@ -52,9 +52,9 @@ finish() {{ [ -d "$BACKUP" ] && cp "$LOG" "$BACKUP/apply.log"; echo "$1" > "$RUN
 mp_listening() {{ {{ ss -ltn 2>/dev/null || netstat -ltn 2>/dev/null; }} | grep -q "[:.]$1[[:space:]]"; }}
 mp_timeout() {{ if command -v timeout >/dev/null; then timeout "$@"; else shift; "$@"; fi; }}
 mp_wait() {{
-  what=$1; shift; i=0
-  while [ $i -lt 30 ]; do "$@" && return 0; i=$((i+1)); sleep 0.5; done
-  echo "health: $what"; "$@"; return 1
+  what=$1; shift; end=$(( $(date +%s) + 20 ))
+  while :; do "$@" && return 0; [ "$(date +%s)" -lt "$end" ] || break; sleep 0.5; done
+  echo "health: $what"; return 1
 }}
 """
 

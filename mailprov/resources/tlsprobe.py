@@ -11,10 +11,10 @@ from mailprov.resources.base import Command, HostContext
 
 SHELL = r"""
 mp_tls_starttls() {
-  mp_timeout 10 openssl s_client -connect "$1" -starttls "$2" </dev/null 2>&1 | grep -q "Cipher is [^(]"
+  mp_timeout 5 openssl s_client -connect "$1" -starttls "$2" </dev/null 2>&1 | grep -q "Cipher is [^(]"
 }
 mp_tls_greets() {
-  out=$( (sleep 1) | mp_timeout 10 openssl s_client -connect "$1" 2>&1 )
+  out=$( (sleep 1) | mp_timeout 5 openssl s_client -connect "$1" 2>&1 )
   case "$out" in *"Cipher is ("*) return 1;; esac
   printf '%s\n' "$out" | grep -q "^$2"
 }
@@ -32,7 +32,7 @@ def local_address(ctx: HostContext, port: int) -> str:
 
 
 def serves(ctx: HostContext, service: MailService, daemon: str) -> Command:
-    """Wait (15 s at most) until `service` completes a TLS handshake (and greets, for implicit TLS)."""
+    """Wait (20 s at most) until `service` completes a TLS handshake (and greets, for implicit TLS)."""
     where = local_address(ctx, service.port)
     what = f"{daemon} {service.name} on {where} does not complete a TLS handshake"
     if not ctx.site.tls.enabled or service.tls is Tls.NONE:
