@@ -45,7 +45,7 @@ LOCKED_EXIT = 3
 # the lock: commands run without it, so no daemon a handler starts keeps the lock.
 FRAME = rf"""
 step() {{ CURRENT="$1"; echo "{MARK} step $1 $(date -u +%H:%M:%S)"; }}
-fail() {{ echo "{MARK} fail $CURRENT $*"; tail -n 20 "$LOG"; finish 1; }}
+fail() {{ echo "{MARK} fail $CURRENT $*"; tail -n 20 "$LOG"; [ -n "$SWITCHED" ] || rm -f {JOURNAL}; finish 1; }}
 run() {{ "$@" >"$OUT" 2>&1 9>&-; rc=$?; cat "$OUT" >>"$LOG"; return $rc; }}
 why() {{ tail -n 3 "$OUT" | tr '\n' ' '; }}
 finish() {{ [ -d "$BACKUP" ] && cp "$LOG" "$BACKUP/apply.log"; echo "$1" > "$RUN.rc"; exit "$1"; }}

@@ -136,7 +136,7 @@ def wait_for_step(root: Root, step: str, since: float, timeout: float = 300) -> 
 
 def wait_until_idle(root: Root) -> None:
     """No apply and no package tool still running on the host (a killed apply's children finish)."""
-    root.run("i=0; while [ $i -lt 600 ] && { pgrep -f 'runs/.*\\.sh' || pgrep -x dpkg || pgrep apt-get; }"
+    root.run("i=0; while [ $i -lt 600 ] && { pgrep -f '[r]uns/.*[.]sh' || pgrep -x dpkg || pgrep apt-get; }"
              " >/dev/null; do sleep 0.2; i=$((i+1)); done")  # fmt: skip
 
 
@@ -177,14 +177,15 @@ OUTSIDE_RCPT = """
 import smtplib, sys
 s = smtplib.SMTP(sys.argv[1], 25, timeout=20)
 s.ehlo("outside.example.net")
-s.mail("someone@example.net")
+s.mail(sys.argv[2] + "@example.net")  # a new triplet: a known one passes after the delay
 code, text = s.rcpt("john@example.test")
 print(code, text.decode(errors="replace"))
 """
 
 
 def greylisted_from_outside(outside_netns: str, address: str) -> str:
-    out = subprocess.run(["ip", "netns", "exec", outside_netns, sys.executable, "-c", OUTSIDE_RCPT, address],
+    sender = f"fault-{time.monotonic_ns()}"
+    out = subprocess.run(["ip", "netns", "exec", outside_netns, sys.executable, "-c", OUTSIDE_RCPT, address, sender],
                          capture_output=True, text=True, timeout=60)  # fmt: skip
     return out.stdout.strip() + out.stderr.strip()[-200:]
 
@@ -223,7 +224,7 @@ def check_after_cut(root: Root, after: Path, outside_netns: str, what: str) -> l
         problems.append(f"{what}: plan after the converging apply is not empty: {out[-800:]}")
     if not tls12_refused(address):
         problems.append(f"{what}: Dovecot still accepts TLS 1.2 (the new floor is not in force)")
-    answer = greylisted_from_outside(outside_netns, address)
+    answer = greylisted_from_outside(outside_netns, root.host.outside_address)
     if not answer.startswith("450") or "Greylisted" not in answer:
         problems.append(f"{what}: greylisting is not answered from outside: {answer}")
     if not imaps_login(address, AFTER_PW):
@@ -256,7 +257,7 @@ def cut_cycles(root: Root, tmp: Path, outside_netns: str, kill_on_host: bool) ->
             problems.append(f"{what}: the step never started: {proc.communicate()[0][-500:]}")
             continue
         if kill_on_host:
-            root.run("pkill -KILL -f 'runs/.*\\.sh'")
+            root.run("pkill -KILL -f '[r]uns/.*[.]sh'")
             proc.communicate(timeout=600)  # the launcher on the host dies with it
         else:
             os.killpg(proc.pid, signal.SIGKILL)  # mailprov and its SSH connection die at once
@@ -316,7 +317,7 @@ def test_two_applies_at_once(lab_host_at: Callable[[str, int], Any], lab_connect
     reset(root, before)
     third = cli("apply", "--yes", str(after), password=AFTER_PW)
     assert wait_for_step(root, "stage", time.time() - 5)
-    root.run("pkill -KILL -f 'runs/.*\\.sh'")
+    root.run("pkill -KILL -f '[r]uns/.*[.]sh'")
     third.communicate(timeout=600)
     rc, out = cli_run("apply", "--yes", str(after), password=AFTER_PW)
     assert rc == 0, out
