@@ -116,16 +116,17 @@ class Root:
         raise AssertionError("unreachable")
 
 
-def wait_for_step(root: Root, step: str, since: float, timeout: float = 300) -> bool:
-    """Until the newest run on the host announces `step` (the run started after `since`)."""
+def runs(root: Root) -> set[str]:
+    return set(root.run("ls /var/lib/mailprov/runs/*.out 2>/dev/null", timeout=30)[1].split())
+
+
+def wait_for_step(root: Root, step: str, before: set[str], timeout: float = 300) -> bool:
+    """Until the run that is not in `before` (the runs there were) announces `step`."""
     deadline = time.monotonic() + timeout
     marker = f"@@MP step {step} "
     while time.monotonic() < deadline:
-        _, out = root.run(
-            f"f=$(ls -t /var/lib/mailprov/runs/*.out 2>/dev/null | head -1); "
-            f'[ -n "$f" ] && [ $(stat -c %Y "$f") -ge {int(since) - 1} ] && cat "$f"',
-            timeout=30,
-        )
+        new = sorted(runs(root) - before)
+        out = root.run(f"cat {new[-1]}", timeout=30)[1] if new else ""
         if marker in out:
             return True
         if "@@MP done" in out or "@@MP fail" in out:
@@ -235,14 +236,10 @@ def check_after_cut(root: Root, after: Path, outside_netns: str, what: str) -> l
 def cut_cycles(root: Root, tmp: Path, outside_netns: str, kill_on_host: bool) -> list[str]:
     before, after = write_site(root.host, tmp, after=False), write_site(root.host, tmp, after=True)
     reset(root, before)
-    os.environ["FAULT_PW"] = AFTER_PW
-    try:
-        site = load_site(after)
-        (outcome,) = plan_site(site, site.hosts, RunOptions(), after.parent)
-        assert outcome.plan is not None, outcome.error
-        steps = step_names(outcome.plan)
-    finally:
-        del os.environ["FAULT_PW"]
+    site = load_site(after)  # FAULT_PW is set by the test
+    (outcome,) = plan_site(site, site.hosts, RunOptions(), after.parent)
+    assert outcome.plan is not None, outcome.error
+    steps = step_names(outcome.plan)
     for must in ("packages", "user:john", "stage", "validate-postfix", "validate-dovecot", "switch", "health"):
         assert must in steps, (must, steps)
     problems: list[str] = []
@@ -250,9 +247,9 @@ def cut_cycles(root: Root, tmp: Path, outside_netns: str, kill_on_host: bool) ->
         if step != steps[0]:
             reset(root, before)
         what = f"{root.host.name} {'host apply killed' if kill_on_host else 'SSH cut'} at {step}"
-        started = time.time()
+        known = runs(root)
         proc = cli("apply", "--yes", str(after), password=AFTER_PW)
-        if not wait_for_step(root, step, started):
+        if not wait_for_step(root, step, known):
             proc.kill()
             problems.append(f"{what}: the step never started: {proc.communicate()[0][-500:]}")
             continue
@@ -267,7 +264,9 @@ def cut_cycles(root: Root, tmp: Path, outside_netns: str, kill_on_host: bool) ->
 
 
 def test_a_cut_at_every_step_converges(lab_host_at: Callable[[str, int], Any], lab_connect: Callable[..., Any],
-                                       outside_netns: str, tmp_path: Path) -> None:  # fmt: skip
+                                       outside_netns: str, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    monkeypatch.setenv("FAULT_PW", AFTER_PW)
     roots = {d: Root(lab_connect, lab_host_at(d, INDEX)) for d in ("bookworm", "trixie")}
     with ThreadPoolExecutor(2) as pool:
         ssh_cut = pool.submit(cut_cycles, roots["bookworm"], tmp_path, outside_netns, False)
@@ -282,9 +281,9 @@ def test_a_dead_link_longer_than_tcp_timeout(lab_host_at: Callable[[str, int], A
     root = Root(lab_connect, host)
     before, after = write_site(host, tmp_path, after=False), write_site(host, tmp_path, after=True)
     reset(root, before)
-    started = time.time()
+    known = runs(root)
     proc = cli("apply", "--yes", str(after), password=AFTER_PW)
-    assert wait_for_step(root, "switch", started)
+    assert wait_for_step(root, "switch", known)
     link = f"mpl1-{INDEX}"
     subprocess.run(["ip", "link", "set", link, "down"], check=True)
     try:
@@ -315,8 +314,9 @@ def test_two_applies_at_once(lab_host_at: Callable[[str, int], Any], lab_connect
     assert rc == 0, out
     # A lock left by a killed apply never blocks: kill the holder, apply again.
     reset(root, before)
+    known = runs(root)
     third = cli("apply", "--yes", str(after), password=AFTER_PW)
-    assert wait_for_step(root, "stage", time.time() - 5)
+    assert wait_for_step(root, "stage", known)
     root.run("pkill -KILL -f '[r]uns/.*[.]sh'")
     third.communicate(timeout=600)
     rc, out = cli_run("apply", "--yes", str(after), password=AFTER_PW)
