@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from typing import Annotated
 
 from pydantic import AfterValidator
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
 )
@@ -23,10 +23,58 @@ _PARAM_NAME = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
 _ABS_PATH = re.compile(r"^/[A-Za-z0-9._+@/-]*$")
 
 
-def _no_control(value: str) -> str:
-    if _CONTROL.search(value):
-        raise ValueError("must not contain newlines or control characters")
+# --- safe text: the one definition every string type starts from ---------------------------------------
+# Unicode categories no value may hold: Cc (C0 and C1 controls, DEL, U+0085), Cf (format: bidi overrides
+# and isolates, zero-width characters, BOM, soft hyphen …), Cs (lone surrogates: not encodable as UTF-8),
+# Zl and Zp (U+2028, U+2029). Each of them either ends a line for some reader (Python's splitlines, a
+# terminal, a log viewer), reorders what a reviewer sees, or cannot be written to a file at all.
+UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def unsafe_char(value: str) -> str | None:
+    """The first character of value that is not safe text, or None."""
+    for char in value:
+        if unicodedata.category(char) in UNSAFE_CATEGORIES:
+            return char
+    return None
+
+
+def describe_char(char: str) -> str:
+    """U+2028 (LINE SEPARATOR): a character named without printing it."""
+    name = unicodedata.name(char, "")
+    if not name and unicodedata.category(char) == "Cs":
+        name = "lone surrogate"
+    elif not name and unicodedata.category(char) == "Cc":
+        name = {"\n": "newline", "\r": "carriage return", "\t": "tab", "\x00": "NUL", "\x1b": "escape"}.get(
+            char, "control character"
+        )
+    return f"U+{ord(char):04X}" + (f" ({name})" if name else "")
+
+
+def printable(text: str, keep: str = "\n") -> str:
+    """text with every unsafe character (except those in keep) shown as an escape, for messages."""
+    if unsafe_char(text) is None:
+        return text
+    return "".join(
+        char
+        if char in keep or unicodedata.category(char) not in UNSAFE_CATEGORIES
+        else (f"\\u{ord(char):04x}" if ord(char) > 0xFF else f"\\x{ord(char):02x}")
+        for char in text
+    )
+
+
+def safe_text(value: str) -> str:
+    """Refuse control, line-separator, format (bidi, zero-width) and surrogate characters."""
+    char = unsafe_char(value)
+    if char is not None:
+        raise ValueError(
+            f"must not contain {describe_char(char)}: newlines, control, bidi or other invisible "
+            "format characters are never allowed"
+        )
     return value
+
+
+_no_control = safe_text  # the name older modules import
 
 
 def _token(value: str) -> str:
@@ -134,6 +182,31 @@ def _config_value(value: str) -> str:
     return value
 
 
+def _dovecot_value(value: str) -> str:
+    """A Dovecot setting value: a config value that Dovecot reads literally."""
+    _config_value(value)
+    if value.startswith("<"):
+        raise ValueError(
+            "must not start with `<` (Dovecot would read the named file into the setting): "
+            "write the value itself, not a file to read it from"
+        )
+    if value.endswith("\\"):
+        raise ValueError("must not end with `\\` (Dovecot would join the next config line to it)")
+    return value
+
+
+def _local_path(value: str) -> str:
+    """A path on the admin's machine (secret files, keys, known_hosts): one line; `~/` but not `~user`."""
+    safe_text(value)
+    if not value:
+        raise ValueError("must not be empty")
+    if value != value.strip():
+        raise ValueError("must not start or end with whitespace")
+    if value.startswith("~") and not (value == "~" or value.startswith("~/")):
+        raise ValueError(f"{value!r}: `~user/` paths are not expanded here: write the full path (or `~/…`)")
+    return value
+
+
 def _text(value: str) -> str:
     """Free text such as a full name or a reject message: printable, one line."""
     _no_control(value)
@@ -158,6 +231,36 @@ def _abs_path(value: str) -> str:
     return value
 
 
+def _x509_subject(value: str) -> str:
+    safe_text(value)
+    if not re.fullmatch(r"(/[A-Za-z]+=[A-Za-z0-9 .,@_'-]+)+", value):
+        raise ValueError(
+            "write an X.509 subject such as /C=US/O=Example/CN=mail.example.com "
+            "(each part /KEY=value; values of letters, digits, spaces and . , @ _ ' -)"
+        )
+    return value
+
+
+def _env_name(value: str) -> str:
+    safe_text(value)
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        raise ValueError("an environment variable name: letters, digits and `_`, e.g. MAILPROV_ALICE_PASSWORD")
+    return value
+
+
+def _inet_interfaces(value: str) -> str:
+    safe_text(value)
+    if value in ("all", "loopback-only", "localhost"):
+        return value
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError("write `all`, `loopback-only`, `localhost` or one IP address (no `%zone`)") from None
+    if "%" in value:
+        raise ValueError("write `all`, `loopback-only`, `localhost` or one IP address (no `%zone`)")
+    return value
+
+
 def _crypt_hash(value: str) -> str:
     if not re.fullmatch(r"\$6\$(rounds=\d+\$)?[./A-Za-z0-9]{1,16}\$[./A-Za-z0-9]{86}", value):
         raise ValueError("must be a SHA-512-crypt hash ($6$salt$…), e.g. from `openssl passwd -6`")
@@ -175,7 +278,12 @@ Email = Annotated[str, AfterValidator(_email)]
 Cidr = Annotated[str, AfterValidator(_cidr)]
 ParamName = Annotated[str, AfterValidator(_param_name)]
 ConfigValue = Annotated[str, AfterValidator(_config_value)]
+DovecotValue = Annotated[str, AfterValidator(_dovecot_value)]
+LocalPath = Annotated[str, AfterValidator(_local_path)]
 Text = Annotated[str, AfterValidator(_text)]
 Gecos = Annotated[str, AfterValidator(_gecos)]
 AbsPath = Annotated[str, AfterValidator(_abs_path)]
 CryptHash = Annotated[str, AfterValidator(_crypt_hash)]
+X509Subject = Annotated[str, AfterValidator(_x509_subject)]
+EnvName = Annotated[str, AfterValidator(_env_name)]
+InetInterfaces = Annotated[str, AfterValidator(_inet_interfaces)]

@@ -1,0 +1,231 @@
+"""Issue 12: each hole a fuzzing of 12,000 hostile sites found, reproduced as the admin would hit it.
+
+Every test here failed on the code before the fix. A refusal must read `site.yaml:LINE  field.path: reason`
+and, where there is one, say what to write instead.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from mailprov.config.loader import parse_site
+from mailprov.config.model import Site
+from mailprov.errors import ConfigError
+from mailprov.facts.platform import PRESETS
+from mailprov.render import render_host
+
+BASE = """\
+domain: example.org
+hosts:
+  - name: mail.example.org
+users:
+  - login: alice
+    password: {env: MAILPROV_ALICE_PASSWORD}
+aliases:
+  root: [alice]
+"""
+
+
+def refusal(text: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        parse_site(text, "site.yaml")
+    return str(info.value)
+
+
+def line_of(text: str, marker: str) -> int:
+    """1-based number of the first line holding marker."""
+    return next(i for i, line in enumerate(text.splitlines(), 1) if marker in line)
+
+
+def assert_refused_at(text: str, marker: str, field: str, *needles: str) -> str:
+    """Refused with `site.yaml:LINE  field: …`, LINE the first line that holds marker."""
+    line = line_of(text, marker)
+    message = refusal(text)
+    assert f"site.yaml:{line}  {field}: " in message, message
+    for needle in needles:
+        assert needle in message, message
+    assert "Traceback" not in message
+    return message
+
+
+def with_recipient(*items: str) -> str:
+    lines = "".join(f"    - {item}\n" for item in items)
+    return BASE + "restrictions:\n  recipient:\n" + lines
+
+
+# --- 1. open relay by injection through a restriction argument -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argument",
+    [
+        "'inet:::%,:1'",  # the smallest form the fuzzer found
+        "'inet:[::1%lo]:10023, permit, x'",
+        "'inet:[::1%lo]:10023'",  # a zone alone: no `%` ever reaches main.cf
+        "'inet:127.0.0.1:10023 permit'",
+        "'inet:127.0.0.1:10023,permit'",
+        "'unix:private/policy,permit'",
+        "'inet:::1:10023'",  # an unbracketed IPv6 address is ambiguous to Postfix
+    ],
+)
+def test_a_policy_endpoint_is_one_token(argument: str) -> None:
+    text = with_recipient("permit_mynetworks", f"check_policy_service: {argument}", "reject_unauth_destination")
+    assert_refused_at(
+        text,
+        "check_policy_service",
+        "restrictions.recipient.1",
+        "check_policy_service takes one endpoint",
+        "inet:[::1]",
+    )
+
+
+@pytest.mark.parametrize("argument", ["zen.spamhaus.org,permit", "zen.spamhaus.org permit", "a.org=127.0.0.2,permit"])
+def test_a_dnsbl_argument_is_one_zone(argument: str) -> None:
+    text = with_recipient("reject_unauth_destination", f"'reject_rbl_client': '{argument}'")
+    assert_refused_at(text, "reject_rbl_client", "restrictions.recipient.1", "reject_rbl_client")
+
+
+@pytest.mark.parametrize(
+    "argument", ["inet:127.0.0.1:10023", "inet:[::1]:10023", "inet:policy.example.org:9998", "unix:private/policy"]
+)
+def test_a_policy_endpoint_renders_as_one_word(argument: str) -> None:
+    text = with_recipient("permit_mynetworks", "reject_unauth_destination", f"check_policy_service: '{argument}'")
+    site = parse_site(text)
+    for preset in ("centos5", "debian12"):
+        main_cf = render_host(site, site.hosts[0], PRESETS[preset]).file("/etc/postfix/main.cf").content
+        assert (
+            f"    check_policy_service {argument}\n" in main_cf or f"    check_policy_service {argument},\n" in main_cf
+        )
+
+
+# --- 2. dovecot.extra: `<file` reads a file into the setting, a trailing `\` joins the next line ---------
+
+
+@pytest.mark.parametrize(
+    ("value", "needle"),
+    [("</etc/shadow", "`<`"), ("'< /etc/shadow'", "`<`"), ("'Mail \\'", "`\\`")],
+)
+def test_dovecot_extra_cannot_include_a_file_or_continue_a_line(value: str, needle: str) -> None:
+    text = BASE + f"dovecot:\n  extra:\n    login_greeting: {value}\n"
+    assert_refused_at(text, "login_greeting", "dovecot.extra.login_greeting", needle)
+
+
+def test_dovecot_extra_include_refusal_says_what_to_write() -> None:
+    message = refusal(BASE + "dovecot:\n  extra:\n    login_greeting: </etc/shadow\n")
+    assert "write the value itself" in message
+
+
+# --- 4. site users are people, not system accounts ------------------------------------------------------
+
+
+@pytest.mark.parametrize("login", ["root", "daemon", "postfix", "bin", "nobody", "dovecot", "systemd-network", "_apt"])
+def test_a_user_cannot_be_a_system_account(login: str) -> None:
+    text = BASE.replace("login: alice", f"login: {login}").replace("root: [alice]", f"postmaster: [{login}]")
+    assert_refused_at(text, "login:", "users.0.login", "is a system account", f"aliases: {{{login}: [alice]}}")
+
+
+# --- 7. one definition of safe text: no C1, line or paragraph separators, bidi or format characters ----
+
+UNSAFE = {
+    "NEL U+0085": "\u0085",
+    "LINE SEPARATOR": "\u2028",
+    "PARAGRAPH SEPARATOR": "\u2029",
+    "C1 CSI": "\u009b",
+    "RLO (bidi override)": "\u202e",
+    "RLI (bidi isolate)": "\u2067",
+    "zero width space": "\u200b",
+    "BOM": "\ufeff",
+    "soft hyphen": "\u00ad",
+}
+
+
+def _yaml_string(value: str) -> str:
+    """A double-quoted YAML scalar that survives any character (escaped as \\uXXXX)."""
+    return '"' + "".join(ch if ch.isalnum() or ch in " .@/-_" else f"\\u{ord(ch):04x}" for ch in value) + '"'
+
+
+@pytest.mark.parametrize(
+    ("key", "template", "marker", "field"),
+    [
+        (
+            "full_name",
+            BASE.replace("login: alice", "login: alice\n    full_name: {v}"),
+            "full_name",
+            "users.0.full_name",
+        ),
+        (
+            "greeting",
+            BASE + "dovecot:\n  extra:\n    login_greeting: {v}\n",
+            "login_gr",
+            "dovecot.extra.login_greeting",
+        ),
+        ("postfix", BASE + "postfix:\n  extra:\n    smtpd_banner: {v}\n", "smtpd_banner", "postfix.extra.smtpd_banner"),
+        (
+            "reject text",
+            BASE + "sender_access:\n  - {pattern: spam.example, action: REJECT, text: {v}}\n",
+            "pattern",
+            "sender_access.0.text",
+        ),
+        ("subject", BASE + "tls:\n  generate:\n    subject: {v}\n", "subject", "tls.generate.subject"),
+        (
+            "secret file",
+            BASE.replace("{env: MAILPROV_ALICE_PASSWORD}", "{file: {v}}"),
+            "password",
+            "users.0.password.file",
+        ),
+    ],
+)
+@pytest.mark.parametrize("char", list(UNSAFE.values()), ids=list(UNSAFE))
+def test_unsafe_characters_are_refused_everywhere(key: str, template: str, marker: str, field: str, char: str) -> None:
+    base = "/C=US/CN=mail" if key == "subject" else ("secret.txt" if key == "secret file" else "Mail ready")
+    text = template.replace("{v}", _yaml_string(base[:3] + char + base[3:]))
+    message = assert_refused_at(text, marker, field, f"U+{ord(char):04X}")
+    assert char not in message  # named, never printed
+
+
+def test_a_lone_surrogate_is_refused_not_a_traceback() -> None:
+    text = BASE.replace("login: alice", 'login: alice\n    full_name: "Al\\ud800ice"')
+    assert_refused_at(text, "full_name", "users.0.full_name", "U+D800")
+
+
+# --- 13. refusals say what to write instead ---------------------------------------------------------------
+
+
+def test_a_scalar_alias_says_to_write_a_list() -> None:
+    message = assert_refused_at(BASE + "  postmaster: alice\n", "postmaster", "aliases.postmaster", "write `[alice]`")
+    assert "valid tuple" not in message
+
+
+def test_an_unquoted_numeric_action_is_accepted() -> None:
+    site = parse_site(BASE + "sender_access:\n  - {pattern: spam.example, action: 550, text: go away}\n")
+    assert site.sender_access[0].line() == "spam.example 550 go away"
+
+
+def test_a_bad_action_is_one_message_that_lists_the_choices() -> None:
+    message = assert_refused_at(
+        BASE + "sender_access:\n  - {pattern: spam.example, action: 250}\n",
+        "action",
+        "sender_access.0.action",
+        "OK, REJECT, DUNNO, DISCARD, HOLD or a reply code such as 550",
+    )
+    assert message.count("sender_access.0.action") == 1
+    assert "Input should be" not in message
+
+
+def test_a_leading_dot_pattern_says_to_drop_the_dot() -> None:
+    message = assert_refused_at(
+        BASE + "sender_access:\n  - {pattern: .spam.example, action: REJECT}\n",
+        "pattern",
+        "sender_access.0.pattern",
+        "no leading dot: write `spam.example`",
+    )
+    assert not re.search(r"\^\(|\[a-z0-9\]", message), "the raw regular expression is shown"
+
+
+def test_the_example_site_still_validates(example_path: Path) -> None:
+    from mailprov.config.loader import load_site
+
+    assert isinstance(load_site(example_path), Site)
