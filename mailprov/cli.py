@@ -65,7 +65,7 @@ def validate(site: str) -> None:
 @_handle_errors
 def render(site: str, host_name: str | None, facts: str, out: str) -> None:
     """Write every file a host would get, plus manifest.json (path, owner, group, mode)."""
-    from mailprov.config.loader import load_site
+    from mailprov.config.loader import load_site, locate
     from mailprov.errors import ConfigError
     from mailprov.facts.platform import load_platform
     from mailprov.render import render_host
@@ -80,7 +80,10 @@ def render(site: str, host_name: str | None, facts: str, out: str) -> None:
             raise ConfigError(f"{site}: no host named {host_name!r} (hosts: {', '.join(h.name for h in model.hosts)})")
     reporter = Reporter()
     for host in hosts:
-        rendered = render_host(model, host, platform, base_dir=Path(site).resolve().parent)
+        try:
+            rendered = render_host(model, host, platform, base_dir=Path(site).resolve().parent)
+        except ConfigError as exc:
+            raise locate(exc, site) from None
         target = Path(out) / host.name if len(hosts) > 1 else Path(out)
         written = write_tree(rendered, target)
         reporter.ok(f"{host.name}: {len(written)} files for {platform.describe()} in {target}")

@@ -14,6 +14,7 @@ from typing import Annotated, Literal, Self
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from mailprov.config.restrictions import Restriction, parse_restriction
+from mailprov.config.text import printable
 from mailprov.config.types import (
     AbsPath,
     Address,
@@ -34,7 +35,6 @@ from mailprov.config.types import (
     Text,
     X509Subject,
     _email,
-    printable,
 )
 
 
@@ -454,6 +454,10 @@ class Site(Model):
             raise SiteRuleError("firewall.lan_only", f"{', '.join(sorted(both))} listed as open and LAN-only")
 
     # -- derived values ---------------------------------------------------------------------------------
+
+    def local_names(self) -> frozenset[str]:
+        """Every name that receives mail here: user logins, site aliases and users' aliases."""
+        return frozenset({u.login for u in self.users} | set(self.aliases) | {a for u in self.users for a in u.aliases})
 
     def host(self, name: str) -> Host:
         for h in self.hosts:
