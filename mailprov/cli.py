@@ -42,13 +42,15 @@ def main() -> None:
 @_handle_errors
 def validate(site: str) -> None:
     """Check SITE (a site.yaml) and exit 0 when it is valid, 2 with every problem listed when not."""
-    from mailprov.config.loader import load_site
+    from mailprov.config.loader import load_site, secret_problems
 
     model = load_site(site)
     Reporter().ok(
         f"{site}: valid ({len(model.hosts)} host{'s' if len(model.hosts) != 1 else ''}, "
         f"{len(model.users)} user{'s' if len(model.users) != 1 else ''}, {len(model.aliases)} aliases)"
     )
+    for problem in secret_problems(model, site):  # plan and apply refuse these before connecting
+        Reporter().warn(problem)
 
 
 @main.command()

@@ -121,6 +121,44 @@ def locate(error: ConfigError, site_path: str | Path) -> ConfigError:
     return placed
 
 
+def secret_problems(site: Site, site_path: str | Path) -> list[str]:
+    """`FILE:LINE  field: reason` for every secret reference that cannot be read here and now (an unset
+    variable, a missing or unfit file). `validate` warns with them; plan and apply refuse before
+    connecting (require_secrets)."""
+    from mailprov.config.secrets import resolve  # secrets imports the model, which this module loads
+
+    refs: list[tuple[str, Any]] = [
+        (f"hosts.{i}.ssh.sudo_password", h.ssh.sudo_password) for i, h in enumerate(site.hosts) if h.ssh.sudo_password
+    ]
+    refs += [(f"users.{i}.password", u.password) for i, u in enumerate(site.users) if u.password]
+    base_dir = Path(site_path).resolve().parent
+    found: list[Problem] = []
+    for field, ref in refs:
+        try:
+            resolve(ref, base_dir)
+        except ConfigError as exc:
+            found.append(Problem(None, field, exc.reason))
+    if not found:
+        return []
+    try:
+        document = _load(Path(site_path).read_text(encoding="utf-8"), str(site_path), "rt")
+    except (OSError, UnicodeDecodeError, ConfigError):
+        return [f"{site_path}  {p.field}: {p.message}" for p in found]
+    lines = []
+    for p in found:
+        loc = _split_rule_loc(document, p.field)
+        lines.append(f"{site_path}:{_line_of(document, loc)}  {p.field}: {p.message}")
+    return lines
+
+
+def require_secrets(site: Site, site_path: str | Path) -> None:
+    """ConfigError listing every secret that cannot be read, before anything connects anywhere."""
+    problems = secret_problems(site, site_path)
+    if problems:
+        count = f"{len(problems)} secret{'s' if len(problems) != 1 else ''}"
+        raise ConfigError(f"{site_path}: {count} cannot be read:\n" + "\n".join(f"  {p}" for p in problems))
+
+
 def _exists(document: Any, loc: tuple[Any, ...]) -> bool:
     node = document
     for part in loc:

@@ -404,3 +404,40 @@ def test_every_mailprov_error_is_printable() -> None:
     assert "\x1b" not in str(TransportError("host \x1b]0;owned\x07 said no"))
     error = CommandError("h", "cmd", 1, "line one\nred \x1b[31m\u2028")
     assert "\x1b" not in str(error) and "\u2028" not in str(error) and "line one\n" in str(error)
+
+
+# --- 10. an unset secret variable is reported at validate, with file:line ---------------------------------
+
+
+def test_validate_reports_an_unset_secret_variable_with_its_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from mailprov.cli import main
+
+    monkeypatch.delenv("MAILPROV_ALICE_PASSWORD", raising=False)
+    path = tmp_path / "site.yaml"
+    path.write_text(BASE, encoding="utf-8")
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    assert result.exit_code == 0, result.output  # the file is valid; the variable may be set where it runs
+    assert f"{path}:6  users.0.password: secret environment variable MAILPROV_ALICE_PASSWORD is not set" in (
+        result.output
+    )
+
+
+def test_require_secrets_refuses_before_connecting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mailprov.config.loader import require_secrets
+
+    monkeypatch.delenv("MAILPROV_ALICE_PASSWORD", raising=False)
+    path = tmp_path / "site.yaml"
+    path.write_text(BASE.replace("aliases:", "  - login: bob\n    password: {file: nope.txt}\naliases:"))
+    site = parse_site(path.read_text(), str(path))
+    with pytest.raises(ConfigError) as info:
+        require_secrets(site, path)
+    message = str(info.value)
+    assert f"{path}:6  users.0.password: secret environment variable" in message
+    assert f"{path}:8  users.1.password: secret file" in message and "cannot be read" in message
+    monkeypatch.setenv("MAILPROV_ALICE_PASSWORD", "x")
+    (tmp_path / "nope.txt").write_text("pw\n")
+    require_secrets(site, path)
