@@ -269,10 +269,53 @@ class Tls(Model):
 # --- Dovecot and services ------------------------------------------------------------------------------
 
 
+# Parameters mailprov renders itself. An `extra` line with one of these names would come later in the
+# file and win: `postfix.extra: {smtpd_relay_restrictions: permit}` would be an open relay that no rule of
+# the site ever saw. Refused, with the field to use instead.
+POSTFIX_MANAGED = frozenset(
+    {
+        "alias_database", "alias_maps", "biff", "broken_sasl_auth_clients", "compatibility_level",
+        "home_mailbox", "inet_interfaces", "inet_protocols", "maillog_file", "message_size_limit",
+        "mydestination", "mydomain", "myhostname", "myorigin", "relay_domains", "permit_mx_backup_networks",
+        "smtp_tls_security_level", "smtpd_delay_reject", "smtpd_helo_required", "smtpd_sasl_auth_enable",
+        "smtpd_sasl_path", "smtpd_sasl_security_options", "smtpd_sasl_type", "smtpd_tls_auth_only",
+        "smtpd_tls_cert_file", "smtpd_tls_key_file", "smtpd_tls_loglevel", "smtpd_tls_mandatory_protocols",
+        "smtpd_tls_protocols", "smtpd_tls_security_level", "smtpd_tls_session_cache_database",
+        "smtpd_tls_session_cache_timeout", "smtpd_restriction_classes",
+    }
+)  # fmt: skip
+DOVECOT_MANAGED = frozenset(
+    {
+        "auth_allow_cleartext", "auth_mechanisms", "disable_plaintext_auth", "dovecot_config_version",
+        "dovecot_storage_version", "first_valid_uid", "listen", "log_path", "login_process_size",
+        "mail_driver", "mail_inbox_path", "mail_location", "mail_path", "mail_privileged_group",
+        "pop3_uidl_format", "protocols", "passdb", "userdb", "service", "protocol", "namespace",
+    }
+)  # fmt: skip
+
+
+def _postfix_extra_name(name: str) -> str:
+    if name in POSTFIX_MANAGED or name.endswith("_restrictions") or name.startswith("mynetworks"):
+        raise ValueError(
+            f"mailprov writes {name} itself; a second line in main.cf would override it, unseen by the site's "
+            "checks: use the site's own field (restrictions, mynetworks, relay_domains, tls, sasl, postfix)"
+        )
+    return name
+
+
+def _dovecot_extra_name(name: str) -> str:
+    if name in DOVECOT_MANAGED or name.startswith("ssl"):
+        raise ValueError(
+            f"mailprov writes {name} itself; a second line in dovecot.conf would override it: use the site's "
+            "own field (tls, sasl, dovecot.protocols, mailbox)"
+        )
+    return name
+
+
 class Dovecot(Model):
     protocols: tuple[Literal["imap", "pop3"], ...] = ("imap", "pop3")
     plaintext_ports: bool = True  # 143/110 with STARTTLS, besides 993/995
-    extra: dict[ParamName, DovecotValue] = {}
+    extra: dict[Annotated[ParamName, AfterValidator(_dovecot_extra_name)], DovecotValue] = {}
 
 
 class Postfix(Model):
@@ -282,7 +325,7 @@ class Postfix(Model):
     smtps: bool = False  # port 465, TLS on connect
     maillog_file: AbsPath | None = None  # default: a file when the host has no syslog and Postfix >= 3.4
     message_size_limit: Annotated[int, Field(ge=1024)] | None = None
-    extra: dict[ParamName, ConfigValue] = {}
+    extra: dict[Annotated[ParamName, AfterValidator(_postfix_extra_name)], ConfigValue] = {}
 
 
 Service = Literal["smtp", "submission", "smtps", "imap", "imaps", "pop3", "pop3s"]

@@ -441,3 +441,29 @@ def test_require_secrets_refuses_before_connecting(tmp_path: Path, monkeypatch: 
     monkeypatch.setenv("MAILPROV_ALICE_PASSWORD", "x")
     (tmp_path / "nope.txt").write_text("pw\n")
     require_secrets(site, path)
+
+
+# --- found while writing the fuzzer: an extra parameter overriding one mailprov manages ------------------
+
+
+@pytest.mark.parametrize(
+    ("section", "name", "value"),
+    [
+        ("postfix", "smtpd_relay_restrictions", "permit"),  # an open relay no site rule ever saw
+        ("postfix", "smtpd_recipient_restrictions", "permit"),
+        ("postfix", "mynetworks", "0.0.0.0/0"),
+        ("postfix", "smtpd_tls_security_level", "none"),
+        ("dovecot", "disable_plaintext_auth", "no"),
+        ("dovecot", "ssl", "no"),
+        ("dovecot", "auth_mechanisms", "plain anonymous"),
+    ],
+)
+def test_extra_cannot_override_a_managed_parameter(section: str, name: str, value: str) -> None:
+    text = BASE + f"{section}:\n  extra:\n    {name}: {value}\n"
+    assert_refused_at(text, name, f"{section}.extra.{name}", f"mailprov writes {name} itself")
+
+
+def test_extra_still_takes_other_parameters() -> None:
+    site = parse_site(BASE + "postfix:\n  extra:\n    smtpd_banner: $myhostname ESMTP\n")
+    main_cf = render_host(site, site.hosts[0], PRESETS["debian12"]).file("/etc/postfix/main.cf").content
+    assert "\nsmtpd_banner = $myhostname ESMTP\n" in main_cf
