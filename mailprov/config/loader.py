@@ -17,10 +17,11 @@ from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.reader import ReaderError
 
 from mailprov.config import model as model_module
 from mailprov.config.model import Site, SiteRuleError
-from mailprov.config.text import printable
+from mailprov.config.text import describe_char, printable
 from mailprov.errors import ConfigError
 
 
@@ -76,12 +77,27 @@ def _load(text: str, filename: str, typ: str) -> Any:
     yaml.allow_duplicate_keys = False
     try:
         return yaml.load(text)
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{filename}{line}  YAML: {exc.problem or exc.context}") from None
     except Exception as exc:  # ruamel raises several unrelated classes for malformed input
-        raise ConfigError(f"{filename}  YAML: {exc}") from None
+        raise _yaml_error(exc, text, filename) from None
+
+
+def _yaml_error(exc: Exception, text: str, filename: str) -> ConfigError:
+    """A YAML library error as `FILE:LINE  YAML: reason`, one line, nothing raw."""
+    if isinstance(exc, MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        line = f":{mark.line + 1}" if mark is not None else ":1"
+        return ConfigError(f"{filename}{line}  YAML: {exc.problem or exc.context}")
+    if isinstance(exc, ReaderError):
+        position = exc.position if isinstance(exc.position, int) else 0
+        number = text[:position].count("\n") + 1
+        char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+        return ConfigError(
+            f"{filename}:{number}  YAML: the file holds {describe_char(char)}, which YAML does not allow: remove it"
+        )
+    if isinstance(exc, RecursionError):
+        return ConfigError(f"{filename}:1  YAML: nested too deeply")
+    reason = str(exc).split("\n", 1)[0]
+    return ConfigError(f"{filename}:1  YAML: {reason}")
 
 
 _LEADING_FIELD = re.compile(r"([a-z_][a-z0-9_]*(?:\.[A-Za-z0-9_.@+-]+)*)(?::\s*|\s+)")
@@ -175,12 +191,8 @@ def _check_structure(text: str, filename: str) -> None:
     except Exception:  # libyaml is stricter in corners: the round-trip parser decides (and names the error)
         try:
             events = list(YAML(typ="rt").parse(text))
-        except MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            line = f":{mark.line + 1}" if mark is not None else ""
-            raise ConfigError(f"{filename}{line}  YAML: {printable(str(exc.problem or exc.context))}") from None
         except Exception as exc:
-            raise ConfigError(f"{filename}  YAML: {printable(str(exc))}") from None
+            raise _yaml_error(exc, text, filename) from None
     sizes: dict[str, int] = {}  # anchor → nodes of the anchored value, aliases expanded
     open_nodes: list[tuple[str | None, int]] = []  # (anchor, nodes so far) of each open collection
     aliases = alias_nodes = 0
