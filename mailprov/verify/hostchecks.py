@@ -194,7 +194,7 @@ def _rebuild(label: str, source: str, map_type: str) -> str:
 
 
 def _tail(text: str, lines: int = 3) -> str:
-    return " | ".join(text.strip().splitlines()[-lines:]) or "(no output)"
+    return " | ".join(text.strip().split("\n")[-lines:]) or "(no output)"  # host output: "\n" only
 
 
 def find_in_maildir(transport: Transport, login: str, token: str) -> list[str]:
@@ -204,4 +204,5 @@ def find_in_maildir(transport: Transport, login: str, token: str) -> list[str]:
         f'grep -rlF -- {quote(token)} "$h/Maildir/new" "$h/Maildir/cur" 2>/dev/null; true'
     )
     result = transport.run_script(script, check=False, timeout=COMMAND_TIMEOUT)
-    return [line for line in result.stdout.splitlines() if line.strip()]
+    # "\n" only, never splitlines(): a file name holding U+2028 or U+0085 is one name, not two.
+    return [line for line in result.stdout.split("\n") if line.strip()]

@@ -162,19 +162,41 @@ WRONG_TYPES: list[Any] = [
     ["x"] * 50, "y" * 100_000,
 ]  # fmt: skip
 
+VALID_VALUES: list[Any] = []  # filled below, from the seeds
+
 any_text = st.text(
     alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF, exclude_characters="\ufffe\uffff"),
     max_size=12,
 )
-hostile_fragment = st.one_of(st.sampled_from(PAYLOADS), any_text)
+# Printable text (letters, digits, punctuation, symbols, spaces of any script): often accepted, so the
+# render checks see it.
+printable_text = st.text(alphabet=st.characters(categories=["L", "N", "P", "S", "Zs"]), max_size=12)
+hostile_fragment = st.one_of(st.sampled_from(PAYLOADS), any_text, printable_text)
+
+
+def _leaves(node: Any) -> Iterator[Any]:
+    if isinstance(node, dict):
+        for key, child in node.items():
+            yield key
+            yield from _leaves(child)
+    elif isinstance(node, list):
+        for child in node:
+            yield from _leaves(child)
+    else:
+        yield node
+
+
+VALID_VALUES.extend(sorted({repr(v): v for seed in SEEDS.values() for v in _leaves(seed)}.values(), key=repr))
 
 
 @st.composite
 def hostile_string(draw: st.DrawFn, base: object) -> object:
     """A hostile value in place of `base`: base with a fragment inserted, a fragment alone, or a wrong type."""
-    how = draw(st.sampled_from(["insert", "insert", "insert", "replace", "wrong type"]))
+    how = draw(st.sampled_from(["insert", "insert", "insert", "replace", "wrong type", "another valid value"]))
     if how == "wrong type":
         return draw(st.sampled_from(WRONG_TYPES))
+    if how == "another valid value":  # a value valid somewhere else: right type, wrong place
+        return draw(st.sampled_from(VALID_VALUES))
     fragment = draw(hostile_fragment)
     if how == "replace" or not isinstance(base, str) or not base:
         return fragment
@@ -227,6 +249,8 @@ def mutated_site(draw: st.DrawFn) -> tuple[str, Any]:
             current = get(doc, path)
         except (KeyError, IndexError, TypeError):
             continue  # an earlier mutation removed it
+        if not isinstance(parent, dict | list):
+            continue
         if kind == "key" and isinstance(parent, dict):
             new_key = draw(hostile_string(path[-1]))
             if isinstance(new_key, str | int | bool) or new_key is None:
@@ -234,7 +258,9 @@ def mutated_site(draw: st.DrawFn) -> tuple[str, Any]:
         elif isinstance(current, dict):
             choice = draw(st.sampled_from(["unknown key", "wrong type", "empty"]))
             if choice == "unknown key":
-                current[draw(hostile_string("key"))] = draw(hostile_string("value"))  # type: ignore[index]
+                key = draw(hostile_string("key"))
+                if isinstance(key, str | int | float | bool) or key is None:
+                    current[key] = draw(hostile_string("value"))
             elif choice == "empty":
                 current.clear()
             else:

@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -467,3 +468,32 @@ def test_extra_still_takes_other_parameters() -> None:
     site = parse_site(BASE + "postfix:\n  extra:\n    smtpd_banner: $myhostname ESMTP\n")
     main_cf = render_host(site, site.hosts[0], PRESETS["debian12"]).file("/etc/postfix/main.cf").content
     assert "\nsmtpd_banner = $myhostname ESMTP\n" in main_cf
+
+
+# --- 7, the host side: parsers of host output split on "\n" only ----------------------------------------
+
+
+def test_verify_reads_maildir_file_names_split_on_newlines_only() -> None:
+    from mailprov.transport.base import CommandResult
+    from mailprov.verify.hostchecks import find_in_maildir
+
+    class Host:
+        def run_script(self, script: str, **kwargs: object) -> CommandResult:
+            return CommandResult("sh -s", 0, "/home/a/Maildir/new/1\u2028x\n/home/a/Maildir/cur/2\x85y\n", "")
+
+    found = find_in_maildir(Host(), "a", "token")  # type: ignore[arg-type]
+    assert found == ["/home/a/Maildir/new/1\u2028x", "/home/a/Maildir/cur/2\x85y"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="for the lead: mailprov/facts/probe.py parses host output with str.splitlines(), which also "
+    "splits on U+2028, U+0085, \\x1c-\\x1e, \\v, \\f; use text.split('\\n') in _kv, _parse_user, "
+    "_parse_file and the others, then remove this marker",
+)
+def test_the_fact_probe_reads_an_existing_account_with_a_line_separator_in_its_gecos() -> None:
+    from mailprov.facts.probe import _parse_user
+
+    users: dict[str, Any] = {}
+    _parse_user("alice", "alice:x:1001:1001:Al\u2028ice:/home/alice:/bin/sh\n", users, {})
+    assert users["alice"].home == "/home/alice"
