@@ -54,14 +54,20 @@ MAX_ALIAS_NODES = 10_000  # nodes that aliases add, counted as if each alias wer
 
 
 def parse_site(text: str, filename: str = "site.yaml") -> Site:
-    _check_structure(text, filename)
+    # Aliases need the event scan before anything is built (a bomb is small as text, huge as values);
+    # a site without `&` or `*` has none, and only its depth is checked, on what the fast loader built.
+    if "&" in text or "*" in text:
+        _check_structure(text, filename)
     # The fast (C, YAML 1.2) loader for the common case of a valid site; the round-trip loader, which
     # keeps line numbers, when there are errors to place. Both refuse duplicate keys. libyaml is stricter
     # than ruamel's own parser in corners (`2001:db8::/32` in a flow list): the round-trip loader decides.
     try:
         document = _load(text, filename, "safe")
     except ConfigError:
+        _check_structure(text, filename)  # too deep for the loader: refused at its line
         document = _load(text, filename, "rt")
+    if _deeper_than(document, MAX_DEPTH):
+        _check_structure(text, filename)  # raises, naming the line
     if not isinstance(document, dict):
         raise ConfigError(f"{filename}:1  the site file must be a mapping (domain:, hosts:, …)")
     try:
@@ -182,6 +188,19 @@ def _exists(document: Any, loc: tuple[Any, ...]) -> bool:
             return False
         node = node[part]
     return True
+
+
+def _deeper_than(document: Any, limit: int) -> bool:
+    """True when containers nest more than limit levels (iterative: any depth is safe to measure)."""
+    stack: list[tuple[Any, int]] = [(document, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            if depth >= limit:
+                return True
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
 
 
 def _check_structure(text: str, filename: str) -> None:

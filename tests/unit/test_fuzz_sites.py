@@ -553,7 +553,7 @@ def workdir() -> tempfile.TemporaryDirectory[str]:
 # --- the CI run -------------------------------------------------------------------------------------------
 
 CI = settings(
-    max_examples=60,
+    max_examples=100,
     derandomize=True,
     deadline=None,
     database=None,
