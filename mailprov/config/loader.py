@@ -244,7 +244,7 @@ def _check_structure(text: str, filename: str) -> None:
         elif kind == "AliasEvent":
             aliases += 1
             if any(anchor == event.anchor for anchor, _ in open_nodes):
-                refuse(event, f"the alias *{printable(event.anchor)} is inside its own anchor (a cycle)")
+                refuse(event, f"the alias *{printable(event.anchor, keep='')} is inside its own anchor (a cycle)")
             if aliases > MAX_ALIASES:
                 refuse(event, f"more than {MAX_ALIASES} aliases (`*name`); write the values out instead")
             size = sizes.get(event.anchor, 1)
@@ -262,7 +262,8 @@ def format_problems(filename: str, problems: Sequence[Problem], heading: str = "
     lines = [f"{filename} {heading} ({len(problems)} problem{'s' if len(problems) != 1 else ''}):"]
     for p in sorted(problems, key=lambda p: (p.line or 0, p.field)):
         where = f"{filename}:{p.line}" if p.line else filename
-        lines.append(f"  {where}  {p.field or '(top level)'}: {p.message}")
+        # one line per problem, whatever a message quotes
+        lines.append(f"  {where}  {p.field or '(top level)'}: {printable(p.message, keep='')}")
     return "\n".join(lines)
 
 

@@ -14,7 +14,6 @@ from typing import Annotated, Literal, Self
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from mailprov.config.restrictions import Restriction, parse_restriction
-from mailprov.config.text import printable
 from mailprov.config.types import (
     AbsPath,
     Address,
@@ -120,7 +119,7 @@ def _not_system_account(login: str) -> str:
 
 def _alias_targets(value: object) -> object:
     if isinstance(value, str):
-        shown = printable(value) if len(value) < 80 else "…"
+        shown = value if re.fullmatch(r"[A-Za-z0-9._+@-]{1,80}", value) else "TARGET"
         raise ValueError(f"an alias lists its targets: write `[{shown}]` (a list, even for one target)")
     return value
 

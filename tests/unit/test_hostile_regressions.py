@@ -497,3 +497,10 @@ def test_the_fact_probe_reads_an_existing_account_with_a_line_separator_in_its_g
     users: dict[str, Any] = {}
     _parse_user("alice", "alice:x:1001:1001:Al\u2028ice:/home/alice:/bin/sh\n", users, {})
     assert users["alice"].home == "/home/alice"
+
+
+def test_a_refusal_is_one_line_per_problem_whatever_the_value() -> None:
+    """Found by the long fuzz run: a scalar alias holding newlines split its problem over three lines."""
+    message = refusal(BASE + '  postmaster: "\\n\\ninjected = yes"\n')
+    assert message.count("\n") == 1, message
+    assert "site.yaml:9  aliases.postmaster: an alias lists its targets: write `[TARGET]`" in message
