@@ -50,6 +50,9 @@ def main() -> int:
     parser.add_argument("--tricks", type=int, default=2_000, help="raw YAML tricks (default 2,000)")
     parser.add_argument("--seed", type=int, default=None, help="hypothesis seed (default: random)")
     parser.add_argument("--hang", type=int, default=10, help="seconds after which one site counts as a hang")
+    parser.add_argument(
+        "--real", action="store_true", help="also read each accepted site's debian12 main.cf with the real postconf"
+    )
     args = parser.parse_args()
     fuzz = _fuzz_module()
     stats: Counter[str] = Counter()
@@ -62,7 +65,7 @@ def main() -> int:
         signal.alarm(args.hang)
         try:
             with fuzz.workdir() as tmp:
-                outcome = fuzz.run_site(text, Path(tmp), presets)
+                outcome = fuzz.run_site(text, Path(tmp), presets, real_postconf=args.real)
         except Hang:
             stats["hangs"] += 1
             failures.setdefault(f"hang (> {args.hang} s)", text)
@@ -88,6 +91,7 @@ def main() -> int:
         stats["accepted" if outcome.accepted else "refused"] += 1
         stats["renders"] += outcome.renders
         stats["render refusals (placed)"] += outcome.render_refusals
+        stats["read by the real postconf"] += outcome.real_checks
 
     quiet = settings(database=None, deadline=None, suppress_health_check=list(HealthCheck))
 
@@ -112,6 +116,7 @@ def main() -> int:
         "refused",
         "renders",
         "render refusals (placed)",
+        "read by the real postconf",
         "tracebacks",
         "hangs",
         "injections",

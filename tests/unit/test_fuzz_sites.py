@@ -26,7 +26,9 @@ properties for as long as it is asked to and prints figures.
 from __future__ import annotations
 
 import io
+import os
 import re
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -482,6 +484,37 @@ def check_rendered(site: Site, rendered: Rendered) -> None:
             check_firewall(site, f.content)
 
 
+# --- the real postconf, where installed: does Postfix read main.cf as the checks above do? ------------------
+
+POSTCONF = Path("/usr/sbin/postconf")
+SYSTEM_MASTER_CF = Path("/etc/postfix/master.cf")
+
+
+def real_postconf_agrees(main_cf: str, workdir: Path) -> None:
+    """Postfix's own reading of main.cf (`postconf -c DIR -n`) has the parameters main_cf_parameters
+    found, with the same restriction lists, and no warning."""
+    conf = workdir / "postconf"
+    conf.mkdir(exist_ok=True)
+    (conf / "main.cf").write_text(main_cf)
+    (conf / "master.cf").write_text(SYSTEM_MASTER_CF.read_text())
+    past = time.time() - 60  # postfix waits for a config file younger than a second to "cool down"
+    for path in conf.iterdir():
+        os.utime(path, (past, past))
+    done = subprocess.run(
+        [str(POSTCONF), "-c", str(conf), "-n"], capture_output=True, text=True, timeout=60, check=False
+    )
+    if done.returncode != 0 or "warning" in done.stderr:
+        raise Injection(f"postconf: exit {done.returncode}: {done.stderr.strip()[:300]}")
+    real = {m[1]: m[2] for m in re.finditer(r"(?m)^([A-Za-z0-9_]+) =[ ]?(.*)$", done.stdout)}
+    real.pop("config_directory", None)  # postconf -c reports the directory it was given
+    ours = main_cf_parameters(main_cf)
+    if set(real) != set(ours):
+        raise Injection(f"postconf reads parameters {sorted(set(real) ^ set(ours))} differently")
+    for name in RESTRICTION_PARAMS:
+        if name in ours and restriction_items(real[name]) != restriction_items(ours[name]):
+            raise Injection(f"postconf reads {name} as {real[name]!r}")
+
+
 # --- one mutated site, end to end ------------------------------------------------------------------------
 
 PROBLEM_LINE = re.compile(r"  (?P<file>.+?):(?P<line>\d+)  (?P<field>\S.*?): (?P<reason>.+)")
@@ -506,10 +539,13 @@ class Outcome:
     accepted: bool
     renders: int = 0
     render_refusals: int = 0
+    real_checks: int = 0
     seconds: float = 0.0
 
 
-def run_site(text: str, workdir: Path, presets: tuple[str, ...] = FIVE_PRESETS) -> Outcome:
+def run_site(
+    text: str, workdir: Path, presets: tuple[str, ...] = FIVE_PRESETS, *, real_postconf: bool = False
+) -> Outcome:
     """load_site, then render for each preset; AssertionError on any breach of the properties."""
     started = time.perf_counter()
     path = workdir / "site.yaml"
@@ -534,6 +570,9 @@ def run_site(text: str, workdir: Path, presets: tuple[str, ...] = FIVE_PRESETS) 
                 raise AssertionError(f"{preset}: {type(exc).__name__}: {exc}") from None
             outcome.renders += 1
             check_rendered(site, rendered)
+            if real_postconf and preset == "debian12" and host == site.hosts[0]:
+                real_postconf_agrees(rendered.file("/etc/postfix/main.cf").content, workdir)
+                outcome.real_checks += 1
     outcome.seconds = time.perf_counter() - started
     return outcome
 
@@ -626,3 +665,11 @@ def test_no_yaml_trick_gives_a_traceback_or_a_hang(text: str) -> None:
         except UnicodeEncodeError:
             pytest.skip("a lone surrogate cannot be written to a file")  # pragma: no cover
     assert outcome.seconds < 10
+
+
+@pytest.mark.skipif(not (POSTCONF.exists() and SYSTEM_MASTER_CF.exists()), reason="Postfix is not installed here")
+@settings(CI, max_examples=25)
+@given(mutated_site())
+def test_postfix_reads_accepted_sites_as_the_checks_do(case: tuple[str, Any]) -> None:
+    with workdir() as tmp:
+        run_site(dump(case[1]), Path(tmp), ("debian12",), real_postconf=True)
