@@ -100,6 +100,7 @@ sender_access:
 greylisting: {enabled: true, delay: 60}
 sasl: {enabled: true, mechanisms: [plain], broken_clients: true}
 tls:
+  enabled: true
   generate: {days: 90, renew_before_days: 10, subject: '/C=US/O=Example, Inc./CN=mx1.example.net', key_bits: 3072}
   cert_path: /etc/pki/mail.pem
   key_path: /etc/pki/mail.key
@@ -107,6 +108,7 @@ tls:
   auth_only: false
   loglevel: 2
   session_cache: false
+  session_cache_timeout: 600
   min_protocol: TLSv1.3
 dovecot:
   protocols: [imap]
@@ -129,7 +131,7 @@ firewall:
 
 PUSHED = """\
 domain: example.com
-hosts: [{name: mail.example.com}]
+hosts: [{name: mail.example.com, ssh: {become: true, sudo_password: {file: secrets/alice}}}]
 users: [{login: carol, password: {env: MAILPROV_CAROL}}]
 aliases: {postmaster: [carol]}
 tls: {files: {cert: mail.pem, key: mail.key, ca: ca.pem}}
@@ -673,3 +675,41 @@ def test_no_yaml_trick_gives_a_traceback_or_a_hang(text: str) -> None:
 def test_postfix_reads_accepted_sites_as_the_checks_do(case: tuple[str, Any]) -> None:
     with workdir() as tmp:
         run_site(dump(case[1]), Path(tmp), ("debian12",), real_postconf=True)
+
+
+def _model_fields(model: type[Any], prefix: str = "") -> Iterator[str]:
+    """Every field of the model as a dotted path (list items and mapping values collapsed)."""
+    import types
+    import typing
+
+    from pydantic import BaseModel
+
+    for name, info in model.model_fields.items():
+        path = f"{prefix}{name}"
+        yield path
+        stack = [info.annotation]
+        while stack:
+            tp = stack.pop()
+            if isinstance(tp, type) and issubclass(tp, BaseModel):
+                yield from _model_fields(tp, f"{path}.")
+            elif typing.get_origin(tp) is typing.Annotated:
+                stack.append(typing.get_args(tp)[0])
+            elif typing.get_origin(tp) in (typing.Union, types.UnionType, tuple, dict):
+                stack.extend(a for a in typing.get_args(tp) if a is not Ellipsis)
+
+
+def _seed_paths() -> set[str]:
+    paths: set[str] = set()
+    for doc in SEEDS.values():
+        for kind, path in places(doc):
+            if kind == "key":
+                paths.add(".".join(str(p) for p in path if not isinstance(p, int)))
+    return paths
+
+
+def test_the_seeds_hold_every_field_of_the_model() -> None:
+    """So every field gets hostile values: a new model field without a seed value fails here."""
+    seeded = _seed_paths()
+    open_keys = ("aliases.", "dovecot.extra.", "postfix.extra.", "restrictions.")  # keys are values there
+    missing = [f for f in _model_fields(Site) if f not in seeded and not f.startswith(open_keys)]
+    assert missing == []
