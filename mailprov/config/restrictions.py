@@ -12,7 +12,8 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from mailprov.config.types import _fqdn, _hostname, safe_text
+from mailprov.config.text import safe_text
+from mailprov.config.types import _fqdn, _hostname
 
 # Restrictions that take no argument.
 SIMPLE = frozenset(

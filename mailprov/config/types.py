@@ -1,7 +1,8 @@
 """Constrained string types for the site model.
 
 Every value that reaches a config file or a command line passes one of these checks, so no value can
-inject a config line (newline, control characters, `#`, list-splitting whitespace) or a command.
+inject a config line (newline, control characters, `#`, list-splitting whitespace) or a command. Each
+starts from safe_text (mailprov.config.text), the one definition of the characters a value may hold.
 Each validator raises ValueError with a sentence the admin can act on.
 """
 
@@ -13,9 +14,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator
 
-from mailprov.config.text import printable, safe_text
-
-__all__ = ["printable", "safe_text"]
+from mailprov.config.text import safe_text
 
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
@@ -26,12 +25,9 @@ _PARAM_NAME = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
 _ABS_PATH = re.compile(r"^/[A-Za-z0-9._+@/-]*$")
 
 
-_no_control = safe_text  # the name older modules import
-
-
 def _token(value: str) -> str:
     """One word in a Postfix/Dovecot list: no whitespace, commas, `#` or quotes."""
-    _no_control(value)
+    safe_text(value)
     if not value:
         raise ValueError("must not be empty")
     if re.search(r"[\s,#\"'`;|&$<>(){}\\]", value):
@@ -40,7 +36,7 @@ def _token(value: str) -> str:
 
 
 def _hostname(value: str) -> str:
-    _no_control(value)
+    safe_text(value)
     if not _HOSTNAME.match(value):
         raise ValueError(f"{value!r} is not a valid host name (letters, digits, hyphens and dots)")
     return value.lower()
@@ -55,7 +51,7 @@ def _fqdn(value: str) -> str:
 
 def _address(value: str) -> str:
     """A host name or an IP address (SSH target)."""
-    _no_control(value)
+    safe_text(value)
     try:
         address = ipaddress.ip_address(value)
     except ValueError:
@@ -68,7 +64,7 @@ def _address(value: str) -> str:
 
 
 def _login(value: str) -> str:
-    _no_control(value)
+    safe_text(value)
     if not _LOGIN.match(value):
         raise ValueError(
             f"{value!r} is not a valid login: lower-case letters, digits, `_` and `-`, starting with a letter"
@@ -77,14 +73,14 @@ def _login(value: str) -> str:
 
 
 def _local_part(value: str) -> str:
-    _no_control(value)
+    safe_text(value)
     if not _LOCAL_PART.match(value):
         raise ValueError(f"{value!r} is not a valid local name: lower-case letters, digits, `.`, `_`, `+`, `-`")
     return value
 
 
 def _email(value: str) -> str:
-    _no_control(value)
+    safe_text(value)
     local, sep, domain = value.partition("@")
     if not sep:
         raise ValueError(f"{value!r} is not an e-mail address (local@domain)")
@@ -94,7 +90,7 @@ def _email(value: str) -> str:
 
 
 def _cidr(value: str) -> str:
-    _no_control(value)
+    safe_text(value)
     if "%" in value:  # ipaddress accepts an IPv6 zone index with any characters; a network has none
         raise ValueError(f"{value!r}: a network has no `%zone` part")
     try:
@@ -110,7 +106,7 @@ def _cidr(value: str) -> str:
 
 def _destination(value: str) -> str:
     """An item of mydestination: a host name or one of Postfix's own $myhostname/$mydomain forms."""
-    _no_control(value)
+    safe_text(value)
     if re.fullmatch(r"\$(myhostname|mydomain)|localhost\.\$mydomain", value):
         return value
     return _hostname(value)
@@ -124,7 +120,7 @@ def _param_name(value: str) -> str:
 
 def _config_value(value: str) -> str:
     """A value for one config line: one line, no comment character, no block syntax."""
-    _no_control(value)
+    safe_text(value)
     if "#" in value:
         raise ValueError("must not contain `#` (the config file would read it as a comment)")
     if re.search(r"[{}]", value) or value.lstrip().startswith("!"):
@@ -161,7 +157,7 @@ def _local_path(value: str) -> str:
 
 def _text(value: str) -> str:
     """Free text such as a full name or a reject message: printable, one line."""
-    _no_control(value)
+    safe_text(value)
     if value != value.strip():
         raise ValueError("must not start or end with whitespace")
     return value
@@ -177,7 +173,7 @@ def _gecos(value: str) -> str:
 
 
 def _abs_path(value: str) -> str:
-    _no_control(value)
+    safe_text(value)
     if not _ABS_PATH.match(value) or "/../" in value or value.endswith("/.."):
         raise ValueError(f"{value!r} must be an absolute path of letters, digits and `._+@/-`")
     return value
