@@ -523,6 +523,70 @@ def real_postconf_agrees(main_cf: str, workdir: Path, extra: frozenset[str] = fr
             raise Injection(f"postconf reads {name} as {real[name]!r}")
 
 
+DOVECONF = Path("/usr/bin/doveconf")
+_TEST_CERT: dict[str, tuple[str, str]] = {}
+
+
+def _test_certificate() -> tuple[str, str]:
+    """A real self-signed certificate and key (PEM), made once: doveconf reads the files it names."""
+    if not _TEST_CERT:
+        import datetime as dt
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fuzz.example")])
+        now = dt.datetime.now(dt.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(1)
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .sign(key, hashes.SHA256())
+        )
+        _TEST_CERT["pem"] = (
+            cert.public_bytes(serialization.Encoding.PEM).decode(),
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ).decode(),
+        )
+    return _TEST_CERT["pem"]
+
+
+def real_doveconf_agrees(site: Site, rendered: Rendered, workdir: Path) -> None:
+    """Dovecot's own reading (`doveconf -n -c FILE`) accepts dovecot.conf without a message, and reads
+    each dovecot.extra setting with exactly the site's value."""
+    conf_file = next(f for f in rendered.files if "dovecot" in f.path and f.path.endswith(".conf"))
+    content = conf_file.content
+    cert_pem, key_pem = _test_certificate()
+    if rendered.certificate is not None:  # point the certificate settings at files that exist here
+        (workdir / "dovecot-cert.pem").write_text(cert_pem)
+        (workdir / "dovecot-key.pem").write_text(key_pem)
+        content = content.replace(rendered.certificate.cert_path, str(workdir / "dovecot-cert.pem"))
+        content = content.replace(rendered.certificate.key_path, str(workdir / "dovecot-key.pem"))
+    path = workdir / "dovecot.conf"
+    path.write_text(content)
+    done = subprocess.run(
+        [str(DOVECONF), "-n", "-c", str(path)], capture_output=True, text=True, timeout=60, check=False
+    )
+    messages = [line for line in done.stderr.split("\n") if line.strip()]
+    unknown = [m for m in messages if any(f"Unknown setting: {name}" in m for name in site.dovecot.extra)]
+    if unknown:
+        return  # a dovecot.extra name this Dovecot does not know: the site's escape hatch, refused on the host
+    if done.returncode != 0 or messages:
+        raise Injection(f"doveconf: exit {done.returncode}: {' | '.join(messages)[:300]}")
+    real = dict(re.findall(r"(?m)^([a-z_][a-z0-9_]*) = ?(.*)$", done.stdout))
+    for name, value in site.dovecot.extra.items():
+        if name in real and real[name] != value:
+            raise Injection(f"doveconf reads dovecot.extra.{name} as {real[name]!r}, not {value!r}")
+
+
 # --- one mutated site, end to end ------------------------------------------------------------------------
 
 PROBLEM_LINE = re.compile(r"  (?P<file>.+?):(?P<line>\d+)  (?P<field>\S.*?): (?P<reason>.+)")
@@ -581,6 +645,8 @@ def run_site(
             if real_postconf and preset == "debian12" and host == site.hosts[0]:
                 main_cf = rendered.file("/etc/postfix/main.cf").content
                 real_postconf_agrees(main_cf, workdir, frozenset(site.postfix.extra))
+                if DOVECONF.exists():
+                    real_doveconf_agrees(site, rendered, workdir)
                 outcome.real_checks += 1
     outcome.seconds = time.perf_counter() - started
     return outcome
