@@ -317,7 +317,7 @@ class HostVerification:
                 f"AUTH {mechanism} as {creds.user}: {reply}",
                 f"AUTH {mechanism} as {creds.user} with the site's password: {reply}",
             )
-        wrong = Credentials(creds.user, Secret(_wrong_password(creds)))
+        wrong = Credentials(creds.user, Secret(_wrong_password(creds)), creds.trust)
         reply = self.attempt("smtp.auth_wrong_password", lambda: probes.smtp_auth(self.endpoint, mechanism, wrong))
         if reply is not None:
             self.judge(

@@ -139,6 +139,7 @@ def test_the_certificate_read_over_ssh_is_trusted(sent: list[probes.Credentials]
     presented[0] = HOST_CERT
     results = run(tmp_path, host_checks=True)
     assert results["smtp.auth_valid_password"].status == "pass", results["smtp.auth_valid_password"]
+    assert results["smtp.auth_wrong_password"].status == "pass", results["smtp.auth_wrong_password"]
     assert sent and sent[0].trust is not None and "over SSH)" in sent[0].trust.source
 
 
