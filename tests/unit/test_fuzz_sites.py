@@ -492,10 +492,12 @@ POSTCONF = Path("/usr/sbin/postconf")
 SYSTEM_MASTER_CF = Path("/etc/postfix/master.cf")
 
 
-def real_postconf_agrees(main_cf: str, workdir: Path, extra: frozenset[str] = frozenset()) -> None:
+def real_postconf_agrees(main_cf: str, workdir: Path, extra: dict[str, str] | None = None) -> None:
     """Postfix's own reading of main.cf (`postconf -c DIR -n`) has the parameters main_cf_parameters
-    found, with the same restriction lists, and no warning but `unused parameter` for a postfix.extra
-    name this Postfix does not know (the site's escape hatch: apply's on-host postconf check refuses it)."""
+    found, with the same restriction lists, and no warning but those the site's postfix.extra asks for
+    (the escape hatch: apply's on-host postconf check refuses them): `unused parameter` for a name this
+    Postfix does not know, `undefined parameter` for a `$name` in a value that names none."""
+    extra = extra or {}
     conf = workdir / "postconf"
     conf.mkdir(exist_ok=True)
     (conf / "main.cf").write_text(main_cf)
@@ -506,17 +508,22 @@ def real_postconf_agrees(main_cf: str, workdir: Path, extra: frozenset[str] = fr
     done = subprocess.run(
         [str(POSTCONF), "-c", str(conf), "-n"], capture_output=True, text=True, timeout=60, check=False
     )
-    warnings = [
-        line
-        for line in done.stderr.split("\n")
-        if line.strip() and not any(re.search(rf"unused parameter: {re.escape(name)}=", line) for name in extra)
-    ]
+
+    def asked_for(line: str) -> bool:
+        unused = re.search(r"unused parameter: ([A-Za-z0-9_]+)=", line)
+        undefined = re.search(r"undefined parameter: ([A-Za-z0-9_]+)", line)
+        return bool(
+            (unused and unused[1] in extra)
+            or (undefined and any(f"${undefined[1]}" in v or f"${{{undefined[1]}" in v for v in extra.values()))
+        )
+
+    warnings = [line for line in done.stderr.split("\n") if line.strip() and not asked_for(line)]
     if done.returncode != 0 or warnings:
         raise Injection(f"postconf: exit {done.returncode}: {' | '.join(warnings)[:300]}")
     real = {m[1]: m[2] for m in re.finditer(r"(?m)^([A-Za-z0-9_]+) =[ ]?(.*)$", done.stdout)}
     real.pop("config_directory", None)  # postconf -c reports the directory it was given
     ours = main_cf_parameters(main_cf)
-    for name in set(re.findall(r"unused parameter: ([A-Za-z0-9_]+)=", done.stderr)) & extra:
+    for name in set(re.findall(r"unused parameter: ([A-Za-z0-9_]+)=", done.stderr)) & set(extra):
         ours.pop(name, None)  # postconf -n leaves out what it does not know
     if set(real) != set(ours):
         raise Injection(f"postconf reads parameters {sorted(set(real) ^ set(ours))} differently")
@@ -646,7 +653,7 @@ def run_site(
             check_rendered(site, rendered)
             if real_postconf and preset == "debian12" and host == site.hosts[0]:
                 main_cf = rendered.file("/etc/postfix/main.cf").content
-                real_postconf_agrees(main_cf, workdir, frozenset(site.postfix.extra))
+                real_postconf_agrees(main_cf, workdir, dict(site.postfix.extra))
                 if DOVECONF.exists():
                     real_doveconf_agrees(site, rendered, workdir)
                 outcome.real_checks += 1
