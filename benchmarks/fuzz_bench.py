@@ -56,7 +56,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=None, help="hypothesis seed (default: random)")
     parser.add_argument("--hang", type=int, default=10, help="seconds after which one site counts as a hang")
     parser.add_argument(
-        "--real", action="store_true", help="also read each accepted site's debian12 main.cf with the real postconf"
+        "--real",
+        action="store_true",
+        help="also read accepted sites' debian12 main.cf and dovecot.conf with postconf and doveconf",
     )
     args = parser.parse_args()
     fuzz = _fuzz_module()
