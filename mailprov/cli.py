@@ -65,13 +65,15 @@ def main(debug: bool) -> None:
 @_handle_errors
 def validate(site: str) -> None:
     """Check SITE (a site.yaml) and exit 0 when it is valid, 2 with every problem listed when not."""
-    from mailprov.config.loader import load_site
+    from mailprov.config.loader import load_site, secret_problems
 
     model = load_site(site)
     Reporter().ok(
         f"{site}: valid ({len(model.hosts)} host{'s' if len(model.hosts) != 1 else ''}, "
         f"{len(model.users)} user{'s' if len(model.users) != 1 else ''}, {len(model.aliases)} aliases)"
     )
+    for problem in secret_problems(model, site):  # plan and apply refuse these before connecting
+        Reporter().warn(problem)
 
 
 @main.command()
@@ -88,7 +90,7 @@ def validate(site: str) -> None:
 @_handle_errors
 def render(site: str, host_name: str | None, facts: str, out: str) -> None:
     """Write every file a host would get, plus manifest.json (path, owner, group, mode)."""
-    from mailprov.config.loader import load_site
+    from mailprov.config.loader import load_site, locate
     from mailprov.errors import ConfigError
     from mailprov.facts.platform import load_platform
     from mailprov.render import render_host
@@ -103,7 +105,10 @@ def render(site: str, host_name: str | None, facts: str, out: str) -> None:
             raise ConfigError(f"{site}: no host named {host_name!r} (hosts: {', '.join(h.name for h in model.hosts)})")
     reporter = Reporter()
     for host in hosts:
-        rendered = render_host(model, host, platform, base_dir=Path(site).resolve().parent)
+        try:
+            rendered = render_host(model, host, platform, base_dir=Path(site).resolve().parent)
+        except ConfigError as exc:
+            raise locate(exc, site) from None
         target = Path(out) / host.name if len(hosts) > 1 else Path(out)
         written = write_tree(rendered, target)
         reporter.ok(f"{host.name}: {len(written)} files for {platform.describe()} in {target}")
@@ -117,7 +122,7 @@ def _site_options(func: F) -> F:
         "--accept-new-host-keys",
         is_flag=True,
         help="Trust and record host keys not yet in known_hosts (like OpenSSH accept-new). Changed keys are "
-        "always refused.",
+        "always refused, and so is a key of a new type for a known name (stricter than OpenSSH).",
     )(func)
     func = click.option("--known-hosts", type=click.Path(dir_okay=False), help="Extra known_hosts file.")(func)
     return func
@@ -141,12 +146,13 @@ def plan(
 
     Exit 0: no changes; 2: changes pending; 1: error.
     """
-    from mailprov.config.loader import load_site
+    from mailprov.config.loader import load_site, require_secrets
     from mailprov.orchestrate import RunOptions, plan_site, select_hosts
     from mailprov.report import plan_data, show_plan, show_summary
 
     model = load_site(site)
-    options = RunOptions(accept_new_host_keys=accept_new_host_keys, known_hosts=known_hosts)
+    require_secrets(model, site)  # before connecting anywhere
+    options = RunOptions(accept_new_host_keys=accept_new_host_keys, known_hosts=known_hosts, site_file=Path(site))
     outcomes = plan_site(model, select_hosts(model, host_names), options, Path(site).resolve().parent)
     reporter = Reporter()
     if as_json:
@@ -187,12 +193,13 @@ def apply(
     plan_file: str | None,
 ) -> None:
     """Make every host match SITE: show the plan, ask, apply exactly that plan, report per host."""
-    from mailprov.config.loader import load_site
+    from mailprov.config.loader import load_site, require_secrets
     from mailprov.orchestrate import HostOutcome, RunOptions, apply_site, select_hosts
     from mailprov.report import plan_data, show_plan, show_summary
 
     model = load_site(site)
-    options = RunOptions(accept_new_host_keys=accept_new_host_keys, known_hosts=known_hosts)
+    require_secrets(model, site)  # before connecting anywhere
+    options = RunOptions(accept_new_host_keys=accept_new_host_keys, known_hosts=known_hosts, site_file=Path(site))
     reporter = Reporter()
     expected = None
     if plan_file:
@@ -241,7 +248,12 @@ def apply(
 )
 @click.option("--no-host-checks", is_flag=True, help="Skip the on-host checks over SSH.")
 @click.option("--no-dns", is_flag=True, help="Skip the DNS checks.")
-@click.option("--accept-new-host-keys", is_flag=True, help="Trust and record unknown host keys (on-host checks).")
+@click.option(
+    "--accept-new-host-keys",
+    is_flag=True,
+    help="Trust and record unknown host keys (on-host checks); a key of a new type for a known name is refused "
+    "(stricter than OpenSSH).",
+)
 @click.option("--known-hosts", type=click.Path(dir_okay=False), help="Extra known_hosts file.")
 @_handle_errors
 def verify(

@@ -6,17 +6,37 @@ Nothing here prints; the CLI maps these to output and exit codes.
 
 from __future__ import annotations
 
+from mailprov.config.text import printable
+
 
 class MailprovError(Exception):
-    """Base of every error mailprov raises on purpose."""
+    """Base of every error mailprov raises on purpose.
+
+    The message is made printable here, once: a value from a site file, a host or a command's output
+    that holds an escape sequence, a bidi override or a line separator is shown escaped (`\\x1b`), never
+    sent to the admin's terminal as is. Newlines are kept: they separate the lines of a message.
+    """
 
     exit_code = 1
 
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(printable(a) if isinstance(a, str) else a for a in args))
+
 
 class ConfigError(MailprovError):
-    """The site file (or another input) is invalid. Nothing was changed anywhere."""
+    """The site file (or another input) is invalid. Nothing was changed anywhere.
+
+    `field` is the dotted path of the site field at fault when it is known but its line is not yet (a
+    refusal found after loading, e.g. by a dialect): `mailprov.config.loader.locate` turns it into
+    `file:line  field: reason`.
+    """
 
     exit_code = 2
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.reason = printable(message)
 
 
 class FactsError(MailprovError):

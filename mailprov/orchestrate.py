@@ -34,6 +34,7 @@ class RunOptions:
     accept_new_host_keys: bool = False
     workers: int = 10
     known_hosts: str | None = None  # extra known_hosts file for every host (CLI), besides the site's
+    site_file: Path | None = None  # to place a refusal found while planning at its file:line
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,7 @@ def run_hosts(
                     outcome.host, outcome.plan, outcome.result, outcome.error, transport.round_trips, outcome.secrets
                 )
         except MailprovError as exc:
-            return HostOutcome(host.name, error=str(exc))
+            return HostOutcome(host.name, error=_placed(exc, options))
 
     return _parallel(one, hosts, options.workers)
 
@@ -180,7 +181,7 @@ def apply_site(
                 transports[host.name] = transport
                 return HostOutcome(host.name, plan=plan_host(site, host, transport, base_dir))
             except MailprovError as exc:
-                return HostOutcome(host.name, error=str(exc))
+                return HostOutcome(host.name, error=_placed(exc, options))
 
         planned = _parallel(plan_one, hosts, options.workers)
         if expected is not None:
@@ -208,6 +209,15 @@ def apply_site(
     finally:
         for transport in transports.values():
             transport.close()
+
+
+def _placed(exc: MailprovError, options: RunOptions) -> str:
+    """A refusal of the site found while planning, at its file:line where the site file is known."""
+    if isinstance(exc, ConfigError) and options.site_file is not None:
+        from mailprov.config.loader import locate
+
+        return str(locate(exc, options.site_file))
+    return str(exc)
 
 
 def _connected(target: SshTarget) -> Transport:

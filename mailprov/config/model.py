@@ -7,10 +7,11 @@ admin would look them up. Cross-field rules (open relay, aliases to nobody, SASL
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from mailprov.config.restrictions import Restriction, parse_restriction
 from mailprov.config.types import (
@@ -20,13 +21,18 @@ from mailprov.config.types import (
     ConfigValue,
     CryptHash,
     Destination,
+    DovecotValue,
+    EnvName,
     Fqdn,
     Gecos,
     Hostname,
+    InetInterfaces,
     LocalPart,
+    LocalPath,
     Login,
     ParamName,
     Text,
+    X509Subject,
     _email,
 )
 
@@ -41,8 +47,8 @@ class Model(BaseModel):
 class SecretRef(Model):
     """Where a secret lives: an environment variable or a file on the admin's machine. Never inline."""
 
-    env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
-    file: str | None = None
+    env: EnvName | None = None
+    file: LocalPath | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -71,8 +77,8 @@ class SshSettings(Model):
     address: Address | None = None  # default: the host name (or ~/.ssh/config's HostName)
     port: Annotated[int, Field(ge=1, le=65535)] | None = None
     user: Login | None = None
-    identity_file: str | None = None
-    known_hosts: str | None = None
+    identity_file: LocalPath | None = None
+    known_hosts: LocalPath | None = None
     become: bool = False  # run as root through sudo
     sudo_password: SecretRef | None = None
 
@@ -85,8 +91,45 @@ class Host(Model):
 # --- users and aliases ---------------------------------------------------------------------------------
 
 
+# Accounts every Linux distribution (or the mail stack itself) owns. A site user with one of these names
+# would get a password, a Maildir and mail — on an account the system runs as (plan refuses, besides, any
+# existing account that is a system account on the host: uid below the host's UID_MIN).
+SYSTEM_ACCOUNTS = frozenset(
+    {
+        "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy",
+        "www-data", "backup", "list", "irc", "gnats", "nobody", "nogroup", "adm", "halt", "shutdown",
+        "operator", "ftp", "messagebus", "sshd", "syslog", "uuidd", "tcpdump", "dbus", "polkitd", "chrony",
+        "ntp", "tss", "rpc", "rpcuser", "nfsnobody", "avahi", "dnsmasq", "postfix", "postdrop", "dovecot",
+        "dovenull", "postgrey", "vmail", "mysql", "postgres", "nginx", "apache", "httpd", "named", "bind",
+        "unbound", "opendkim", "opendmarc", "clamav", "amavis", "spamd", "debian-spamd", "saslauth", "sasl",
+        "landscape", "pollinate", "lxd", "usbmux", "nscd", "sssd", "systemd", "input", "kmem", "tty", "disk",
+        "wheel", "sudo", "shadow", "utmp", "video", "audio", "staff", "users", "abrt", "rtkit", "gdm",
+    }
+)  # fmt: skip
+
+
+def _not_system_account(login: str) -> str:
+    if login in SYSTEM_ACCOUNTS or login.startswith(("systemd-", "_")):
+        raise ValueError(
+            f"{login} is a system account: a mail user must be a person's own login (e.g. `alice`); "
+            f"to deliver {login}'s mail to a person, write `aliases: {{{login}: [alice]}}`"
+        )
+    return login
+
+
+def _alias_targets(value: object) -> object:
+    if isinstance(value, str):
+        shown = value if re.fullmatch(r"[A-Za-z0-9._+@-]{1,80}", value) else "TARGET"
+        raise ValueError(f"an alias lists its targets: write `[{shown}]` (a list, even for one target)")
+    return value
+
+
+AliasTarget = Annotated[str, BeforeValidator(lambda v: v.lower() if isinstance(v, str) else v)]
+AliasTargets = Annotated[tuple[AliasTarget, ...], BeforeValidator(_alias_targets)]
+
+
 class User(Model):
-    login: Login
+    login: Annotated[Login, AfterValidator(_not_system_account)]
     full_name: Gecos = ""
     password_hash: CryptHash | None = None
     password: SecretRef | None = None  # a plain password kept outside the site file; hashed by mailprov
@@ -98,9 +141,6 @@ class User(Model):
         if self.password_hash is not None and self.password is not None:
             raise ValueError("give either password_hash or password (a secret reference), not both")
         return self
-
-
-AliasTarget = Annotated[str, BeforeValidator(lambda v: v.lower() if isinstance(v, str) else v)]
 
 
 class Mailbox(StrEnum):
@@ -132,19 +172,43 @@ class AccessAction(StrEnum):
     HOLD = "HOLD"
 
 
-class SenderAccessEntry(Model):
-    pattern: Annotated[
-        str, Field(pattern=r"^([a-z0-9][a-z0-9._+-]*@([a-z0-9-]+(\.[a-z0-9-]+)*)?|[a-z0-9-]+(\.[a-z0-9-]+)+)$")
-    ]
-    action: AccessAction | Annotated[str, Field(pattern=r"^[45]\d\d$")]
-    text: Text = ""
+_ACCESS_PATTERN = re.compile(r"([a-z0-9][a-z0-9._+-]*@([a-z0-9-]+(\.[a-z0-9-]+)*)?|[a-z0-9-]+(\.[a-z0-9-]+)+)")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _lowercase_pattern(cls, data: object) -> object:
-        if isinstance(data, dict) and isinstance(data.get("pattern"), str):
-            return {**data, "pattern": data["pattern"].lower()}
-        return data
+
+def _access_pattern(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    value = value.lower()
+    if _ACCESS_PATTERN.fullmatch(value):
+        return value
+    if value.startswith(".") and _ACCESS_PATTERN.fullmatch(value.lstrip(".")):
+        raise ValueError(
+            f"no leading dot: write `{value.lstrip('.')}`, which matches the domain and its subdomains "
+            "(Postfix's parent_domain_matches_subdomains includes smtpd_access_maps)"
+        )
+    raise ValueError(
+        "a pattern is an address (`user@example.com`), a local part (`user@`) or a domain (`example.com`, "
+        "which also matches its subdomains): letters, digits, `.`, `_`, `+`, `-`"
+    )
+
+
+def _access_action(value: object) -> object:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if isinstance(value, str):
+        if value.upper() in AccessAction.__members__:
+            return AccessAction(value.upper())
+        if re.fullmatch(r"[45]\d\d", value):
+            return value
+    raise ValueError(
+        "action is OK, REJECT, DUNNO, DISCARD, HOLD or a reply code such as 550 (the message goes in `text`)"
+    )
+
+
+class SenderAccessEntry(Model):
+    pattern: Annotated[str, BeforeValidator(_access_pattern)]
+    action: Annotated[AccessAction | str, BeforeValidator(_access_action)]
+    text: Text = ""
 
     def line(self) -> str:
         return " ".join(part for part in (self.pattern, str(self.action), self.text) if part)
@@ -167,16 +231,16 @@ class Sasl(Model):
 class GeneratedCert(Model):
     days: Annotated[int, Field(ge=1, le=3650)] = 365
     renew_before_days: Annotated[int, Field(ge=0, le=365)] = 30
-    subject: Annotated[str, Field(pattern=r"^(/[A-Za-z]+=[A-Za-z0-9 .,@_'-]+)+$")] | None = None
+    subject: X509Subject | None = None
     key_bits: Literal[2048, 3072, 4096] = 2048
 
 
 class CertFiles(Model):
     """Certificate, key and optional CA chain on the admin's machine, pushed to the host."""
 
-    cert: str
-    key: str
-    ca: str | None = None
+    cert: LocalPath
+    key: LocalPath
+    ca: LocalPath | None = None
 
 
 class Tls(Model):
@@ -204,20 +268,63 @@ class Tls(Model):
 # --- Dovecot and services ------------------------------------------------------------------------------
 
 
+# Parameters mailprov renders itself. An `extra` line with one of these names would come later in the
+# file and win: `postfix.extra: {smtpd_relay_restrictions: permit}` would be an open relay that no rule of
+# the site ever saw. Refused, with the field to use instead.
+POSTFIX_MANAGED = frozenset(
+    {
+        "alias_database", "alias_maps", "biff", "broken_sasl_auth_clients", "compatibility_level",
+        "home_mailbox", "inet_interfaces", "inet_protocols", "maillog_file", "message_size_limit",
+        "mydestination", "mydomain", "myhostname", "myorigin", "relay_domains", "permit_mx_backup_networks",
+        "smtp_tls_security_level", "smtpd_delay_reject", "smtpd_helo_required", "smtpd_sasl_auth_enable",
+        "smtpd_sasl_path", "smtpd_sasl_security_options", "smtpd_sasl_type", "smtpd_tls_auth_only",
+        "smtpd_tls_cert_file", "smtpd_tls_key_file", "smtpd_tls_loglevel", "smtpd_tls_mandatory_protocols",
+        "smtpd_tls_protocols", "smtpd_tls_security_level", "smtpd_tls_session_cache_database",
+        "smtpd_tls_session_cache_timeout", "smtpd_restriction_classes",
+    }
+)  # fmt: skip
+DOVECOT_MANAGED = frozenset(
+    {
+        "auth_allow_cleartext", "auth_mechanisms", "disable_plaintext_auth", "dovecot_config_version",
+        "dovecot_storage_version", "first_valid_uid", "listen", "log_path", "login_process_size",
+        "mail_driver", "mail_inbox_path", "mail_location", "mail_path", "mail_privileged_group",
+        "pop3_uidl_format", "protocols", "passdb", "userdb", "service", "protocol", "namespace",
+    }
+)  # fmt: skip
+
+
+def _postfix_extra_name(name: str) -> str:
+    if name in POSTFIX_MANAGED or name.endswith("_restrictions") or name.startswith("mynetworks"):
+        raise ValueError(
+            f"mailprov writes {name} itself; a second line in main.cf would override it, unseen by the site's "
+            "checks: use the site's own field (restrictions, mynetworks, relay_domains, tls, sasl, postfix)"
+        )
+    return name
+
+
+def _dovecot_extra_name(name: str) -> str:
+    if name in DOVECOT_MANAGED or name.startswith("ssl"):
+        raise ValueError(
+            f"mailprov writes {name} itself; a second line in dovecot.conf would override it: use the site's "
+            "own field (tls, sasl, dovecot.protocols, mailbox)"
+        )
+    return name
+
+
 class Dovecot(Model):
     protocols: tuple[Literal["imap", "pop3"], ...] = ("imap", "pop3")
     plaintext_ports: bool = True  # 143/110 with STARTTLS, besides 993/995
-    extra: dict[ParamName, ConfigValue] = {}
+    extra: dict[Annotated[ParamName, AfterValidator(_dovecot_extra_name)], DovecotValue] = {}
 
 
 class Postfix(Model):
-    inet_interfaces: Annotated[str, Field(pattern=r"^(all|loopback-only|localhost|[0-9a-fA-F.:]+)$")] = "all"
+    inet_interfaces: InetInterfaces = "all"
     inet_protocols: Literal["all", "ipv4", "ipv6"] = "all"
     submission: bool = False  # port 587 with TLS and SASL required
     smtps: bool = False  # port 465, TLS on connect
     maillog_file: AbsPath | None = None  # default: a file when the host has no syslog and Postfix >= 3.4
     message_size_limit: Annotated[int, Field(ge=1024)] | None = None
-    extra: dict[ParamName, ConfigValue] = {}
+    extra: dict[Annotated[ParamName, AfterValidator(_postfix_extra_name)], ConfigValue] = {}
 
 
 Service = Literal["smtp", "submission", "smtps", "imap", "imaps", "pop3", "pop3s"]
@@ -242,7 +349,7 @@ class Site(Model):
     relay_domains: tuple[Hostname, ...] = ()
     mailbox: Mailbox = Mailbox.MAILDIR
     users: tuple[User, ...] = ()
-    aliases: dict[LocalPart, tuple[AliasTarget, ...]] = {}
+    aliases: dict[LocalPart, AliasTargets] = {}
     restrictions: Restrictions = Restrictions()
     sender_access: tuple[SenderAccessEntry, ...] = ()
     greylisting: Greylisting = Greylisting()
@@ -389,6 +496,10 @@ class Site(Model):
             raise SiteRuleError("firewall.lan_only", f"{', '.join(sorted(both))} listed as open and LAN-only")
 
     # -- derived values ---------------------------------------------------------------------------------
+
+    def local_names(self) -> frozenset[str]:
+        """Every name that receives mail here: user logins, site aliases and users' aliases."""
+        return frozenset({u.login for u in self.users} | set(self.aliases) | {a for u in self.users for a in u.aliases})
 
     def host(self, name: str) -> Host:
         for h in self.hosts:

@@ -12,7 +12,8 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from mailprov.config.types import _fqdn, _hostname, _no_control
+from mailprov.config.text import safe_text
+from mailprov.config.types import _fqdn, _hostname
 
 # Restrictions that take no argument.
 SIMPLE = frozenset(
@@ -93,34 +94,77 @@ def _suggest(name: str) -> str:
 
 
 def _check_argument(name: str, kind: ArgKind, argument: str) -> str:
-    _no_control(argument)
+    """One token of its kind: a restriction argument is never more than one word of main.cf.
+
+    Postfix splits a restriction list on whitespace and commas; an argument holding either would add
+    restrictions the site's rules (the open-relay check first) never saw.
+    """
+    safe_text(argument)
     if kind is ArgKind.TABLE:
         if argument not in SITE_TABLES:
             raise ValueError(f"{name} takes the name of a site table: {', '.join(sorted(SITE_TABLES))}")
         return argument
     if kind is ArgKind.DNSBL:
-        zone, _, reply = argument.partition("=")
-        _fqdn(zone)
-        if reply and not re.fullmatch(r"127\.0\.0\.(\d{1,3}|\[[\d.;]+\])", reply):
-            raise ValueError(f"{argument!r}: the reply filter must look like =127.0.0.2")
-        return argument.lower()
+        return _dnsbl(name, argument)
     if kind is ArgKind.POLICY:
-        if argument == "postgrey":
-            return argument
-        if match := re.fullmatch(r"inet:(.+):(\d{1,5})", argument):
-            host = match.group(1).strip("[]")
-            try:
-                ipaddress.ip_address(host)
-            except ValueError:
-                _hostname(host)
-            if not 0 < int(match.group(2)) < 65536:
-                raise ValueError(f"{argument!r}: port out of range")
-            return argument
-        if re.fullmatch(r"unix:[A-Za-z0-9._/-]+", argument):
-            return argument
-        raise ValueError("check_policy_service takes `postgrey`, `inet:HOST:PORT` or `unix:PATH`")
+        return _policy_endpoint(argument)
     if not re.fullmatch(r"\d{1,3}", argument):
-        raise ValueError("sleep takes a whole number of seconds")
+        raise ValueError("sleep takes a whole number of seconds, e.g. `sleep: 1`")
+    return argument
+
+
+def _dnsbl(name: str, argument: str) -> str:
+    zone, eq, reply = argument.partition("=")
+    try:
+        _fqdn(zone)
+    except ValueError:
+        raise ValueError(
+            f"{name} takes one DNS list zone, optionally with a reply filter: e.g. `{name}: zen.spamhaus.org` "
+            "or `zen.spamhaus.org=127.0.0.2` (one list per item)"
+        ) from None
+    if eq and not re.fullmatch(r"127\.\d{1,3}\.\d{1,3}\.(\d{1,3}|\[\d{1,3}(\.\.\d{1,3}|(;\d{1,3})*)\])", reply):
+        raise ValueError(f"{name}: the reply filter after `=` must look like 127.0.0.2 or 127.0.0.[2..11]")
+    return argument.lower()
+
+
+_UNIX_PATH = re.compile(r"[A-Za-z0-9._/-]{1,200}")
+
+
+def _policy_endpoint(argument: str) -> str:
+    """postgrey, inet:HOST:PORT (HOST a name, an IPv4 address or a bracketed IPv6 address) or unix:PATH."""
+    usage = (
+        "check_policy_service takes one endpoint: `postgrey`, `inet:HOST:PORT` (e.g. inet:127.0.0.1:10023 "
+        "or inet:[::1]:10023) or `unix:PATH` (e.g. unix:private/policy)"
+    )
+    if argument == "postgrey":
+        return argument
+    if argument.startswith("unix:"):
+        if not _UNIX_PATH.fullmatch(argument[5:]) or ".." in argument[5:].split("/"):
+            raise ValueError(usage)
+        return argument
+    match = re.fullmatch(r"inet:(\[[0-9A-Fa-f:.]+\]|[0-9.]+|[A-Za-z0-9.-]+):(\d{1,5})", argument)
+    if match is None:
+        if "%" in argument:
+            raise ValueError(usage + "; an IPv6 address takes no `%zone`")
+        raise ValueError(usage)
+    host, port = match.group(1), int(match.group(2))
+    if host.startswith("["):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise ValueError(usage) from None
+    elif re.fullmatch(r"[0-9.]+", host):
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise ValueError(usage) from None
+    else:
+        try:
+            _hostname(host)
+        except ValueError:
+            raise ValueError(usage) from None
+    if not 0 < port < 65536:
+        raise ValueError(f"{argument!r}: the port must be 1 to 65535")
     return argument
 
 

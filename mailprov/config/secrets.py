@@ -9,10 +9,12 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets as _random
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mailprov.config.model import SecretRef
+from mailprov.config.text import unsafe_char
 from mailprov.errors import ConfigError
 
 MASK = "***"
@@ -32,25 +34,67 @@ class Secret:
         return f"Secret({MASK})"
 
 
+MAX_SECRET_BYTES = 64 * 1024
+
+
 def resolve(ref: SecretRef, base_dir: Path) -> Secret:
-    """Read a secret reference. Files are read relative to the site file's folder."""
+    """Read a secret reference. Files are read relative to the site file's folder.
+
+    A secret is one line of safe text: a newline in a sudo password would be run by the root shell after
+    sudo read the first line, and would defeat masking (the parts are not the secret). Messages name the
+    source and never a character of the value.
+    """
     if ref.env is not None:
         value = os.environ.get(ref.env)
         if value is None:
             raise ConfigError(f"secret {ref.describe()} is not set")
+        _one_safe_line(value, f"secret {ref.describe()}", "export it without the newline")
         return Secret(value)
     assert ref.file is not None
-    path = Path(os.path.expanduser(ref.file))
-    if not path.is_absolute():
-        path = base_dir / path
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"secret file {path} cannot be read: {exc.strerror}") from None
-    value = text.rstrip("\r\n")
-    if not value or "\n" in value:
+    path = local_path(ref.file, base_dir)
+    text = read_small_file(path, what="secret file", max_bytes=MAX_SECRET_BYTES)
+    value = text[:-2] if text.endswith("\r\n") else text.removesuffix("\n")
+    if not value or "\n" in value or "\r" in value:
         raise ConfigError(f"secret file {path} must hold exactly one line")
+    _one_safe_line(value, f"secret file {path}", "write the secret on one line")
     return Secret(value)
+
+
+def local_path(value: str, base_dir: Path) -> Path:
+    """A path of the site file (`~/…`, absolute, or relative to the site's folder) on the admin's machine."""
+    path = Path(os.path.expanduser(value)) if value == "~" or value.startswith("~/") else Path(value)
+    return path if path.is_absolute() else base_dir / path
+
+
+def read_small_file(path: Path, *, what: str, max_bytes: int, encoding: str = "utf-8") -> str:
+    """The text of a small regular file, or ConfigError: never blocks on a FIFO or a device, never reads
+    more than max_bytes (/dev/zero), and never shows the content (it may be a secret)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise ConfigError(f"{what} {path} cannot be read: {exc.strerror}") from None
+    except ValueError:  # NUL in the path
+        raise ConfigError(f"{what} {path!r} is not a valid path") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"{what} {path} is not a regular file (a pipe, device or directory): give a file")
+        if info.st_size > max_bytes:
+            raise ConfigError(f"{what} {path} is larger than {max_bytes // 1024} KiB: is it the right file?")
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ConfigError(f"{what} {path} is larger than {max_bytes // 1024} KiB: is it the right file?")
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {path} is not {encoding.upper()} text: save it as {encoding.upper()}") from None
+
+
+def _one_safe_line(value: str, where: str, fix: str) -> None:
+    if unsafe_char(value) is not None:
+        raise ConfigError(
+            f"{where} holds a line break, control or invisible format character: a secret is one line of text ({fix})"
+        )
 
 
 # --- SHA-512-crypt ($6$), as glibc's crypt(3) computes it --------------------------------------------

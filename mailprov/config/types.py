@@ -1,7 +1,8 @@
 """Constrained string types for the site model.
 
 Every value that reaches a config file or a command line passes one of these checks, so no value can
-inject a config line (newline, control characters, `#`, list-splitting whitespace) or a command.
+inject a config line (newline, control characters, `#`, list-splitting whitespace) or a command. Each
+starts from safe_text (mailprov.config.text), the one definition of the characters a value may hold.
 Each validator raises ValueError with a sentence the admin can act on.
 """
 
@@ -13,7 +14,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+from mailprov.config.text import safe_text
+
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
 )
@@ -23,15 +25,9 @@ _PARAM_NAME = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
 _ABS_PATH = re.compile(r"^/[A-Za-z0-9._+@/-]*$")
 
 
-def _no_control(value: str) -> str:
-    if _CONTROL.search(value):
-        raise ValueError("must not contain newlines or control characters")
-    return value
-
-
 def _token(value: str) -> str:
     """One word in a Postfix/Dovecot list: no whitespace, commas, `#` or quotes."""
-    _no_control(value)
+    safe_text(value)
     if not value:
         raise ValueError("must not be empty")
     if re.search(r"[\s,#\"'`;|&$<>(){}\\]", value):
@@ -40,7 +36,7 @@ def _token(value: str) -> str:
 
 
 def _hostname(value: str) -> str:
-    _no_control(value)
+    safe_text(value)
     if not _HOSTNAME.match(value):
         raise ValueError(f"{value!r} is not a valid host name (letters, digits, hyphens and dots)")
     return value.lower()
@@ -55,7 +51,7 @@ def _fqdn(value: str) -> str:
 
 def _address(value: str) -> str:
     """A host name or an IP address (SSH target)."""
-    _no_control(value)
+    safe_text(value)
     try:
         address = ipaddress.ip_address(value)
     except ValueError:
@@ -68,7 +64,7 @@ def _address(value: str) -> str:
 
 
 def _login(value: str) -> str:
-    _no_control(value)
+    safe_text(value)
     if not _LOGIN.match(value):
         raise ValueError(
             f"{value!r} is not a valid login: lower-case letters, digits, `_` and `-`, starting with a letter"
@@ -77,14 +73,14 @@ def _login(value: str) -> str:
 
 
 def _local_part(value: str) -> str:
-    _no_control(value)
+    safe_text(value)
     if not _LOCAL_PART.match(value):
         raise ValueError(f"{value!r} is not a valid local name: lower-case letters, digits, `.`, `_`, `+`, `-`")
     return value
 
 
 def _email(value: str) -> str:
-    _no_control(value)
+    safe_text(value)
     local, sep, domain = value.partition("@")
     if not sep:
         raise ValueError(f"{value!r} is not an e-mail address (local@domain)")
@@ -94,7 +90,7 @@ def _email(value: str) -> str:
 
 
 def _cidr(value: str) -> str:
-    _no_control(value)
+    safe_text(value)
     if "%" in value:  # ipaddress accepts an IPv6 zone index with any characters; a network has none
         raise ValueError(f"{value!r}: a network has no `%zone` part")
     try:
@@ -110,7 +106,7 @@ def _cidr(value: str) -> str:
 
 def _destination(value: str) -> str:
     """An item of mydestination: a host name or one of Postfix's own $myhostname/$mydomain forms."""
-    _no_control(value)
+    safe_text(value)
     if re.fullmatch(r"\$(myhostname|mydomain)|localhost\.\$mydomain", value):
         return value
     return _hostname(value)
@@ -124,7 +120,7 @@ def _param_name(value: str) -> str:
 
 def _config_value(value: str) -> str:
     """A value for one config line: one line, no comment character, no block syntax."""
-    _no_control(value)
+    safe_text(value)
     if "#" in value:
         raise ValueError("must not contain `#` (the config file would read it as a comment)")
     if re.search(r"[{}]", value) or value.lstrip().startswith("!"):
@@ -134,9 +130,34 @@ def _config_value(value: str) -> str:
     return value
 
 
+def _dovecot_value(value: str) -> str:
+    """A Dovecot setting value: a config value that Dovecot reads literally."""
+    _config_value(value)
+    if value.startswith("<"):
+        raise ValueError(
+            "must not start with `<` (Dovecot would read the named file into the setting): "
+            "write the value itself, not a file to read it from"
+        )
+    if value.endswith("\\"):
+        raise ValueError("must not end with `\\` (Dovecot would join the next config line to it)")
+    return value
+
+
+def _local_path(value: str) -> str:
+    """A path on the admin's machine (secret files, keys, known_hosts): one line; `~/` but not `~user`."""
+    safe_text(value)
+    if not value:
+        raise ValueError("must not be empty")
+    if value != value.strip():
+        raise ValueError("must not start or end with whitespace")
+    if value.startswith("~") and not (value == "~" or value.startswith("~/")):
+        raise ValueError(f"{value!r}: `~user/` paths are not expanded here: write the full path (or `~/…`)")
+    return value
+
+
 def _text(value: str) -> str:
     """Free text such as a full name or a reject message: printable, one line."""
-    _no_control(value)
+    safe_text(value)
     if value != value.strip():
         raise ValueError("must not start or end with whitespace")
     return value
@@ -152,9 +173,39 @@ def _gecos(value: str) -> str:
 
 
 def _abs_path(value: str) -> str:
-    _no_control(value)
+    safe_text(value)
     if not _ABS_PATH.match(value) or "/../" in value or value.endswith("/.."):
         raise ValueError(f"{value!r} must be an absolute path of letters, digits and `._+@/-`")
+    return value
+
+
+def _x509_subject(value: str) -> str:
+    safe_text(value)
+    if not re.fullmatch(r"(/[A-Za-z]+=[A-Za-z0-9 .,@_'-]+)+", value):
+        raise ValueError(
+            "write an X.509 subject such as /C=US/O=Example/CN=mail.example.com "
+            "(each part /KEY=value; values of letters, digits, spaces and . , @ _ ' -)"
+        )
+    return value
+
+
+def _env_name(value: str) -> str:
+    safe_text(value)
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        raise ValueError("an environment variable name: letters, digits and `_`, e.g. MAILPROV_ALICE_PASSWORD")
+    return value
+
+
+def _inet_interfaces(value: str) -> str:
+    safe_text(value)
+    if value in ("all", "loopback-only", "localhost"):
+        return value
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError("write `all`, `loopback-only`, `localhost` or one IP address (no `%zone`)") from None
+    if "%" in value:
+        raise ValueError("write `all`, `loopback-only`, `localhost` or one IP address (no `%zone`)")
     return value
 
 
@@ -175,7 +226,12 @@ Email = Annotated[str, AfterValidator(_email)]
 Cidr = Annotated[str, AfterValidator(_cidr)]
 ParamName = Annotated[str, AfterValidator(_param_name)]
 ConfigValue = Annotated[str, AfterValidator(_config_value)]
+DovecotValue = Annotated[str, AfterValidator(_dovecot_value)]
+LocalPath = Annotated[str, AfterValidator(_local_path)]
 Text = Annotated[str, AfterValidator(_text)]
 Gecos = Annotated[str, AfterValidator(_gecos)]
 AbsPath = Annotated[str, AfterValidator(_abs_path)]
 CryptHash = Annotated[str, AfterValidator(_crypt_hash)]
+X509Subject = Annotated[str, AfterValidator(_x509_subject)]
+EnvName = Annotated[str, AfterValidator(_env_name)]
+InetInterfaces = Annotated[str, AfterValidator(_inet_interfaces)]

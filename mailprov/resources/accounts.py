@@ -92,10 +92,14 @@ class AccountsResource(Resource[Accounts]):
         out = []
         for user in desired.users:
             current = parse_account(user.login, facts.section(_read(user.login).key))
-            if current is not None and current.uid < ctx.dialect.dovecot_syntax.first_valid_uid:
+            if current is not None and (
+                current.uid < ctx.dialect.dovecot_syntax.first_valid_uid or not current.home.startswith("/")
+            ):
                 raise ConfigError(
-                    f"users: {user.login!r} is a system account on {ctx.host.name} (uid {current.uid}); "
-                    "mail users must be ordinary accounts: choose another login"
+                    f"{user.login} exists on {ctx.host.name} as a system account (uid {current.uid}, home "
+                    f"{current.home or '(none)'}): mail users must be ordinary accounts; choose another login, "
+                    "or an alias to reach that account",
+                    field=f"users.{desired.users.index(user)}.login",
                 )
             commands, parts = _user_commands(ctx, user, current, desired.maildir)
             if commands:

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
-from mailprov.config.secrets import Secret
+from mailprov.config.secrets import Secret, local_path, read_small_file
 from mailprov.errors import ConfigError
 from mailprov.facts.probe import Facts, Read, lines_of
 from mailprov.resources import files
@@ -162,15 +162,13 @@ def _pushed(ctx: HostContext, cert: Certificate) -> list[ManagedFile]:
     if tls_files.ca and cert.ca_path:
         sources.append((tls_files.ca, cert.ca_path, False))
     out = []
+    fields = {False: "tls.files.cert", True: "tls.files.key"}
     for source, target, secret in sources:
-        path = Path(source).expanduser()
-        path = path if path.is_absolute() else ctx.base_dir / path
-        try:
-            content = path.read_text(encoding="ascii")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"tls.files: cannot read {path}: {exc}") from None
+        field = "tls.files.ca" if target == cert.ca_path else fields[secret]
+        # Never blocks on a FIFO, never reads a device whole, never shows a byte of a key in a message.
+        content = read_small_file(local_path(source, ctx.base_dir), what=field, max_bytes=1 << 20, encoding="ascii")
         if "-----BEGIN" not in content:
-            raise ConfigError(f"tls.files: {path} is not a PEM file")
+            raise ConfigError(f"{field}: {source} is not a PEM file", field=field)
         out.append(ManagedFile(target, Secret(content) if secret else content, "cert", mode=0o600 if secret else 0o644))
     return out
 

@@ -119,13 +119,19 @@ def _diff(path: str, old: str, new: str, *, secret: bool, exists: bool) -> tuple
         return (f"--- {path}", f"+++ {path}", "@@ content redacted (secret) @@")
     return tuple(
         difflib.unified_diff(
-            old.splitlines(keepends=True),
-            new.splitlines(keepends=True),
+            _lines(old),
+            _lines(new),
             fromfile=path if exists else "/dev/null",
             tofile=path,
             n=2,
         )
     )
+
+
+def _lines(text: str) -> list[str]:
+    """Lines as the daemons read them: split at \n only (U+2028 or \r inside a line is not a break)."""
+    parts = text.split("\n")
+    return [p + "\n" for p in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
 
 
 def notifying(*handlers: Handler) -> Notify:

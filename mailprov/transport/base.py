@@ -148,7 +148,8 @@ class ShellTransport(ABC):
         become = self._become_mode()
         secrets = self._all_secrets(secrets)
         display = script_display(script, secrets)
-        log.debug("%s: script\n%s", self.host, mask(script, secrets))
+        # Never the script's text: it may carry a pushed private key or a file that masking cannot know.
+        log.debug("%s: script %s (%d bytes)", self.host, display, len(script))
         text = script_text(script).encode("utf-8", "surrogateescape")
         data = stdin_bytes(become, self._sudo_password(), text)
         return self._finish(script_command(become), data, timeout, display, check, secrets)

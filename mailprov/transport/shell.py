@@ -177,7 +177,15 @@ def stdin_bytes(become: Become, password: str | None, stdin: bytes | None) -> by
         return stdin
     if password is None:
         raise ValueError("Become.SUDO_PASSWORD needs the password")
-    return password.encode() + b"\n" + (stdin or b"")
+    return password_line(password) + (stdin or b"")
+
+
+def password_line(password: str) -> bytes:
+    """The sudo password as the one line sudo -S reads. A line break in it would leave the rest on stdin,
+    where the root shell that runs the script reads it as commands: refused, without showing it."""
+    if "\n" in password or "\r" in password:
+        raise TransportError("the sudo password holds a line break: sudo reads one line (nothing was run)")
+    return password.encode() + b"\n"
 
 
 # Runs one command line as the login user (no become), feeding stdin; returns (rc, stderr).
@@ -201,7 +209,7 @@ def resolve_become(host: str, user: str, password: str | None, probe: ProbeRunne
             f"sudo on {host} requires a password for {user}; set sudo_password for the host "
             f"or give {user} NOPASSWD in sudoers (sudo said: {stderr.strip() or f'exit {rc}'})"
         )
-    rc, stderr = probe(command_line(SUDO_PASSWORD_PROBE, Become.NONE), password.encode() + b"\n")
+    rc, stderr = probe(command_line(SUDO_PASSWORD_PROBE, Become.NONE), password_line(password))
     if rc != 0:
         said = "; ".join(ln.strip() for ln in mask(stderr, [password]).splitlines() if ln.strip())
         raise TransportError(
@@ -212,7 +220,7 @@ def resolve_become(host: str, user: str, password: str | None, probe: ProbeRunne
 
 
 def script_display(script: str, secrets: Iterable[str]) -> str:
-    """A one-line, masked summary of a script for results and errors (the full text goes to debug logs)."""
+    """A one-line, masked summary of a script for results and errors and the debug log (never the full text)."""
     lines = [ln.strip() for ln in script.splitlines()]
     lines = [ln for ln in lines if ln and ln != "set -e" and not ln.startswith("#")]
     first = mask(lines[0], secrets) if lines else ""  # mask before cutting: no half secret survives

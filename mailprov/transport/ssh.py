@@ -259,6 +259,13 @@ def _check_host_key(ep: _Endpoint, key: paramiko.PKey, accept_new: bool) -> None
         raise HostKeyError(_changed_message(ep, key, same_type))
     if not accept_new:
         raise HostKeyError(_unknown_message(ep, key, plain))
+    if plain:  # stricter than OpenSSH's accept-new: a known name never gains a key of another type by itself
+        raise HostKeyError(
+            _unknown_message(ep, key, plain).replace(
+                "or run again with --accept-new-host-keys",
+                "(--accept-new-host-keys records keys only for names known_hosts does not know yet)\nthen run again",
+            )
+        )
     _append_known_host(ep.known_hosts_write, ep.host_key_name, key)
     log.debug("%s: recorded new host key %s %s", ep.who, keytype, _fingerprint(key))
 

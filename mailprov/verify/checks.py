@@ -16,22 +16,25 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import formatdate
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from mailprov.config.model import Host, Mailbox, Site
-from mailprov.config.secrets import Secret, resolve
+from mailprov.config.secrets import Secret, local_path, read_small_file, resolve
 from mailprov.errors import MailprovError
 from mailprov.transport.base import Transport
 from mailprov.verify import dns, expect, probes
-from mailprov.verify.certs import CertificateError, certificate_names_host, parse_certificate
+from mailprov.verify.certs import CertificateError, CertTrust, certificate_names_host, parse_certificate
 from mailprov.verify.dns import DNS_TIMEOUT
 from mailprov.verify.probes import Credentials, Endpoint, ProbeError
 from mailprov.verify.results import CheckResult, Status, masked
+
+if TYPE_CHECKING:
+    from mailprov.resources.base import HostContext
 
 TransportFactory = Callable[[Host], Transport]
 T = TypeVar("T")
@@ -90,19 +93,22 @@ def verify_host(
     """Every check for one host. transport_factory opens the SSH session for the on-host checks
     (default: the site's ssh settings, host keys checked strictly)."""
     run = HostVerification(site, host, options, base_dir)
-    run.client_position()
-    run.smtp()
-    run.implicit_tls()
-    run.relay()
-    run.restrictions()
-    run.ports()
-    run.plaintext_logins()
-    transport = None
-    if options.host_checks:
-        transport = run.on_host(transport_factory)
-    else:
-        run.add("host.ssh", "skip", "the on-host checks were turned off")
+    # SSH first (results are added in their usual place below): the certificate read from the host is
+    # what a server must present before it is sent the test user's password.
+    transport = run.open_host(transport_factory) if options.host_checks else None
     try:
+        run.trust_certificates(transport)
+        run.client_position()
+        run.smtp()
+        run.implicit_tls()
+        run.relay()
+        run.restrictions()
+        run.ports()
+        run.plaintext_logins()
+        if options.host_checks:
+            run.on_host(transport)
+        else:
+            run.add("host.ssh", "skip", "the on-host checks were turned off")
         run.delivery(transport)
     finally:
         if transport is not None:
@@ -145,6 +151,9 @@ class HostVerification:
         user = expect.test_user(site)
         self.user = user
         self.creds: Credentials | None = None
+        self.host_error: tuple[Status, str] | None = None
+        self.ctx: HostContext | None = None  # this host's dialect, once read over SSH
+        self.facts_error = ""
         self.no_creds = "the site has no user with a `password` secret reference (password_hash cannot log in)"
         if user is not None and user.password is not None:
             try:
@@ -308,7 +317,7 @@ class HostVerification:
                 f"AUTH {mechanism} as {creds.user}: {reply}",
                 f"AUTH {mechanism} as {creds.user} with the site's password: {reply}",
             )
-        wrong = Credentials(creds.user, Secret(_wrong_password(creds)))
+        wrong = Credentials(creds.user, Secret(_wrong_password(creds)), creds.trust)
         reply = self.attempt("smtp.auth_wrong_password", lambda: probes.smtp_auth(self.endpoint, mechanism, wrong))
         if reply is not None:
             self.judge(
@@ -572,31 +581,96 @@ class HostVerification:
 
     # -- on the host ------------------------------------------------------------------------------------
 
-    def on_host(self, factory: TransportFactory | None) -> Transport | None:
-        """SSH in, read the platform, render what the host should have, run the on-host checks."""
+    def open_host(self, factory: TransportFactory | None) -> Transport | None:
+        """SSH in, read the platform and render what the host should have; results wait for on_host."""
         from mailprov.facts.probe import parse_probe, probe_script
-        from mailprov.orchestrate import host_context
+        from mailprov.resources.base import HostContext
 
         try:
-            from mailprov.verify.hostchecks import host_checks
+            import mailprov.verify.hostchecks  # noqa: F401 (testinfra: needed for the on-host checks)
         except ImportError as exc:
-            self.add("host.ssh", "skip", f"pytest-testinfra is needed for the on-host checks: {exc}")
+            self.host_error = ("skip", f"pytest-testinfra is needed for the on-host checks: {exc}")
             return None
         make = factory or default_transport_factory(self.base_dir)
         try:
             transport = make(self.host)
         except MailprovError as exc:
-            self.add("host.ssh", "fail", str(exc))
+            self.host_error = ("fail", str(exc))
             return None
-        self.add("host.ssh", "pass", f"logged in over SSH to {self.host.ssh.address or self.host.name}")
         try:
             probe = transport.run_script(probe_script(()), check=True, timeout=120)
             platform = parse_probe(probe.stdout, self.host.name).platform
-            ctx = host_context(self.site, self.host, platform, self.base_dir)
-            self.results.extend(host_checks(ctx, transport))
+            self.ctx = HostContext.of(self.site, self.host, platform, self.base_dir)
+        except MailprovError as exc:
+            self.facts_error = str(exc)
+        return transport
+
+    def trust_certificates(self, transport: Transport | None) -> None:
+        """The certificates the test user's password may be sent to: the site's own tls.files (cert
+        pinned, ca as issuer) and the certificate read from the host over the checked SSH session.
+        With none, the checks that need the password are skipped, saying why."""
+        trust = CertTrust()
+        notes: list[str] = []
+        files = self.site.tls.files
+        if files is not None:
+            for name, kind in ((files.cert, "pinned"), (files.ca, "ca")):
+                if name is None:
+                    continue
+                try:
+                    pem = read_small_file(local_path(name, self.base_dir), what="tls.files", max_bytes=1 << 20)
+                    ders = CertTrust.der_certificates(pem.encode())
+                except (MailprovError, CertificateError) as exc:
+                    notes.append(str(exc))
+                    continue
+                trust = trust.merged(
+                    CertTrust(frozenset(ders), source="the site's tls.files.cert")
+                    if kind == "pinned"
+                    else CertTrust(cas=ders)
+                )
+        from mailprov.resources.certificate import locate
+
+        cert = locate(self.ctx) if self.ctx is not None else None
+        if transport is not None and cert is not None:
+            try:
+                pem = transport.run(["cat", cert.cert_path], check=True, timeout=30).stdout
+                ders = CertTrust.der_certificates(pem.encode())
+                trust = trust.merged(
+                    CertTrust(
+                        frozenset(ders), source=f"the one in {cert.cert_path} on {self.host.name} (read over SSH)"
+                    )
+                )
+            except (MailprovError, CertificateError) as exc:
+                notes.append(f"cannot read {cert.cert_path} over SSH: {exc}")
+        if trust.pinned or trust.cas:
+            if self.creds is not None:
+                self.creds = replace(self.creds, trust=trust)
+            return
+        if self.creds is not None:
+            why = "; ".join(notes) or (
+                "the on-host checks are off or SSH failed" if transport is None else "the site has no TLS"
+            )
+            self.creds = None
+            self.no_creds = (
+                "the password is sent only to a server whose certificate matches the one read from the host "
+                f"over SSH (or issued by tls.files.ca), and there is none to compare: {why}"
+            )
+
+    def on_host(self, transport: Transport | None) -> None:
+        """The on-host checks over the session open_host opened."""
+        if transport is None or self.host_error is not None:
+            failure: tuple[Status, str] = self.host_error or ("fail", "no SSH session")
+            self.add("host.ssh", *failure)
+            return
+        from mailprov.verify.hostchecks import host_checks
+
+        self.add("host.ssh", "pass", f"logged in over SSH to {self.host.ssh.address or self.host.name}")
+        if self.ctx is None:
+            self.add("host.facts", "fail", self.facts_error)
+            return
+        try:
+            self.results.extend(host_checks(self.ctx, transport))
         except MailprovError as exc:
             self.add("host.facts", "fail", str(exc))
-        return transport
 
     # -- a real delivery --------------------------------------------------------------------------------
 

@@ -78,4 +78,5 @@ def find_in_maildir(transport: Transport, login: str, token: str) -> list[str]:
         f'grep -rlF -- {quote(token)} "$h/Maildir/new" "$h/Maildir/cur" 2>/dev/null; true'
     )
     result = transport.run_script(script, check=False, timeout=COMMAND_TIMEOUT)
+    # "\n" only, never splitlines(): a file name holding U+2028 or U+0085 is one name, not two.
     return [line for line in result.stdout.split("\n") if line.strip()]

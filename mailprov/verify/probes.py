@@ -25,6 +25,7 @@ from types import MappingProxyType
 from typing import Literal, TypeVar
 
 from mailprov.config.secrets import Secret
+from mailprov.verify.certs import CertTrust
 
 CONNECT_TIMEOUT = 5.0
 PROBE_HELO = "verify.mailprov.invalid"  # fully qualified and never a real host
@@ -47,10 +48,32 @@ class Endpoint:
     timeout: float = CONNECT_TIMEOUT
 
 
+class UntrustedServer(ProbeError):
+    """The server's certificate is not one verify may send a password to: the password was not sent."""
+
+
 @dataclass(frozen=True)
 class Credentials:
+    """A site user's login, and the certificates a server must present before it gets the password.
+
+    trust None: no certificate could be read from the host (no SSH session, and no tls.files in the
+    site): the password is never sent.
+    """
+
     user: str
     password: Secret = field(repr=False)
+    trust: CertTrust | None = field(default=None, repr=False)
+
+    def check_server(self, cert_der: bytes, hostname: str) -> None:
+        """Raise UntrustedServer unless the TLS session's certificate is trusted with this password."""
+        if self.trust is None:
+            raise UntrustedServer(
+                "the password was not sent: no certificate to check the server against (verify reads it "
+                "from the host over SSH, or give tls.files in the site)"
+            )
+        reason = self.trust.refusal(cert_der, hostname)
+        if reason is not None:
+            raise UntrustedServer(f"the password was not sent: {reason}")
 
     def encoded_forms(self) -> tuple[str, ...]:
         """Every form of the password a probe sends on the wire, for masking output."""
@@ -299,7 +322,12 @@ class SmtpClient:
         return reply, self.tls
 
     def auth(self, mechanism: str, creds: Credentials) -> SmtpReply:
-        """AUTH PLAIN (initial response) or AUTH LOGIN; 235 on success, 535 on bad credentials."""
+        """AUTH PLAIN (initial response) or AUTH LOGIN; 235 on success, 535 on bad credentials.
+
+        Only inside a TLS session whose certificate the credentials trust (UntrustedServer otherwise)."""
+        if self.tls is None:
+            raise ProbeError("no TLS session: the password is never sent in clear")
+        creds.check_server(self.tls.cert_der, self.endpoint.server_name or self.endpoint.address)
         pw = creds.password.reveal()
         if mechanism.upper() == "PLAIN":
             token = base64.b64encode(f"\0{creds.user}\0{pw}".encode()).decode()
@@ -552,6 +580,7 @@ def imap_find(endpoint: Endpoint, creds: Credentials, token: str, *, delete: boo
     except (OSError, imaplib.IMAP4.error) as exc:
         raise ProbeError(_oserror(exc, port)) from None
     try:
+        creds.check_server(_peer_der(imap.sock), endpoint.server_name or endpoint.address)  # before LOGIN
         try:
             imap.login(creds.user, creds.password.reveal())
         except imaplib.IMAP4.error as exc:
@@ -579,6 +608,7 @@ def pop3_find(endpoint: Endpoint, creds: Credentials, token: str, *, delete: boo
     except (OSError, poplib.error_proto) as exc:
         raise ProbeError(_oserror(exc, port)) from None
     try:
+        creds.check_server(_peer_der(pop.sock), endpoint.server_name or endpoint.address)  # before USER
         try:
             pop.user(creds.user)
             pop.pass_(creds.password.reveal())
@@ -601,6 +631,13 @@ def pop3_find(endpoint: Endpoint, creds: Credentials, token: str, *, delete: boo
 
 
 # --- helpers ---------------------------------------------------------------------------------------------
+
+
+def _peer_der(sock: object) -> bytes:
+    """The certificate of an ssl socket's peer (DER), b"" when there is none."""
+    if isinstance(sock, ssl.SSLSocket):
+        return sock.getpeercert(binary_form=True) or b""
+    return b""
 
 
 def _text(raw: bytes | str) -> str:

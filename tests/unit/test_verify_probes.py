@@ -20,7 +20,7 @@ from cryptography.x509.oid import NameOID
 
 from mailprov.config.secrets import Secret
 from mailprov.verify import probes
-from mailprov.verify.certs import certificate_names_host, parse_certificate
+from mailprov.verify.certs import CertTrust, certificate_names_host, parse_certificate
 from mailprov.verify.probes import Credentials, Endpoint
 
 # --- pure parsing ----------------------------------------------------------------------------------------
@@ -200,10 +200,67 @@ def test_session_sees_starttls_then_auth(smtp_server: tuple[Endpoint, int, Scrip
     assert session.local_address == "127.0.0.1"
 
 
-def test_auth_good_and_wrong_password(smtp_server: tuple[Endpoint, int, Script]) -> None:
+def pinned(tmp_path: Path) -> CertTrust:
+    """Trust in the scripted server's certificate, as verify reads the host's over SSH."""
+    return CertTrust(frozenset(CertTrust.der_certificates((tmp_path / "cert.pem").read_bytes())), source="pinned")
+
+
+def test_auth_good_and_wrong_password(smtp_server: tuple[Endpoint, int, Script], tmp_path: Path) -> None:
     endpoint, port, _ = smtp_server
-    assert probes.smtp_auth(endpoint, "PLAIN", Credentials("john", Secret("s3cret")), port).code == 235
-    assert probes.smtp_auth(endpoint, "PLAIN", Credentials("john", Secret("wrong")), port).code == 535
+    trust = pinned(tmp_path)
+    assert probes.smtp_auth(endpoint, "PLAIN", Credentials("john", Secret("s3cret"), trust), port).code == 235
+    assert probes.smtp_auth(endpoint, "PLAIN", Credentials("john", Secret("wrong"), trust), port).code == 535
+
+
+# Issue 12 item 5: the password goes only to a server whose certificate verify could check.
+
+
+def test_no_password_to_a_server_whose_certificate_is_not_pinned(
+    smtp_server: tuple[Endpoint, int, Script], tmp_path: Path
+) -> None:
+    endpoint, port, script = smtp_server
+    other_dir = tmp_path / "other"
+    other_dir.mkdir()
+    other, _ = make_certificate(other_dir, "mx.example.test")
+    trust = CertTrust(frozenset(CertTrust.der_certificates(other.read_bytes())), source="the one read over SSH")
+    for creds in (Credentials("john", Secret("s3cret"), trust), Credentials("john", Secret("s3cret"))):
+        with pytest.raises(probes.UntrustedServer, match="the password was not sent"):
+            probes.smtp_auth(endpoint, "PLAIN", creds, port)
+        with pytest.raises(probes.UntrustedServer):
+            probes.smtp_transaction(
+                endpoint, sender="john@example.test", recipient="john@example.test", starttls=True,
+                auth=("PLAIN", creds), port=port,
+            )  # fmt: skip
+    assert "STARTTLS" in script.heard
+    assert not any(line.upper().startswith("AUTH") for line in script.heard)
+
+
+def test_a_certificate_issued_by_the_sites_ca_is_trusted(tmp_path: Path) -> None:
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Example CA")])
+    now = dt.datetime.now(dt.UTC)
+
+    def issue(cn: str, key: ec.EllipticCurvePrivateKey, *, san: str | None, days: int = 30) -> bytes:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+            .issuer_name(ca_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=days))
+        )
+        if san:
+            builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(san)]), False)
+        return builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+    ca = issue("Example CA", ca_key, san=None)
+    trust = CertTrust(cas=(ca,))
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    assert trust.refusal(issue("mx", leaf_key, san="mx.example.test"), "mx.example.test") is None
+    assert "does not name" in (trust.refusal(issue("mx", leaf_key, san="other.test"), "mx.example.test") or "")
+    expired = issue("mx", leaf_key, san="mx.example.test", days=-1)
+    assert "not valid now" in (trust.refusal(expired, "mx.example.test") or "")
 
 
 def test_relay_addresses_are_sent_verbatim_and_never_followed_by_data(
@@ -225,11 +282,12 @@ def test_accepted_transaction_without_message_ends_in_rset(smtp_server: tuple[En
     assert "DATA" not in script.heard and [h.upper() for h in script.heard[-2:]] == ["RSET", "QUIT"]
 
 
-def test_delivery_with_tls_auth_and_data(smtp_server: tuple[Endpoint, int, Script]) -> None:
+def test_delivery_with_tls_auth_and_data(smtp_server: tuple[Endpoint, int, Script], tmp_path: Path) -> None:
     endpoint, port, script = smtp_server
     tx = probes.smtp_transaction(
         endpoint, sender="john@example.test", recipient="jsmith@example.test", starttls=True,
-        auth=("PLAIN", Credentials("john", Secret("s3cret"))), message=b"Subject: t\r\n\r\nhi\r\n", port=port,
+        auth=("PLAIN", Credentials("john", Secret("s3cret"), pinned(tmp_path))), message=b"Subject: t\r\n\r\nhi\r\n",
+        port=port,
     )  # fmt: skip
     assert tx.accepted and "queued as ABC123" in tx.final.text
     assert [stage for stage, _ in tx.steps] == ["connect", "ehlo", "starttls", "ehlo", "auth", "mail", "rcpt", "data"]
