@@ -221,6 +221,11 @@ def apply(
     is_flag=True,
     help="This client is outside mynetworks: relay must be denied, LAN-only ports closed.",
 )
+@click.option(
+    "--address",
+    help="Probe the host at this IP address for this run (instead of hosts[].public_address / ssh.address); "
+    "needs exactly one host selected (--host NAME).",
+)
 @click.option("--no-host-checks", is_flag=True, help="Skip the on-host checks over SSH.")
 @click.option("--no-dns", is_flag=True, help="Skip the DNS checks.")
 @click.option("--accept-new-host-keys", is_flag=True, help="Trust and record unknown host keys (on-host checks).")
@@ -231,6 +236,7 @@ def verify(
     host_names: tuple[str, ...],
     as_json: bool,
     from_outside: bool,
+    address: str | None,
     no_host_checks: bool,
     no_dns: bool,
     accept_new_host_keys: bool,
@@ -251,11 +257,12 @@ def verify(
         summary_rows,
         to_json,
         verify_site,
+        with_address,
     )
 
     model = load_site(site)
     base_dir = Path(site).resolve().parent
-    hosts = select_hosts(model, host_names)
+    hosts = with_address(select_hosts(model, host_names), address)
     run_options = RunOptions(accept_new_host_keys=accept_new_host_keys, known_hosts=known_hosts)
 
     def transport_for(host: Host) -> Transport:

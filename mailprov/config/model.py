@@ -7,6 +7,7 @@ admin would look them up. Cross-field rules (open relay, aliases to nobody, SASL
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from enum import StrEnum
 from typing import Annotated, Literal, Self
@@ -14,6 +15,7 @@ from typing import Annotated, Literal, Self
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from mailprov.config.restrictions import Restriction, parse_restriction
+from mailprov.config.text import safe_text
 from mailprov.config.types import (
     AbsPath,
     Address,
@@ -83,9 +85,34 @@ class SshSettings(Model):
     sudo_password: SecretRef | None = None
 
 
+def check_public_address(value: str) -> str:
+    """An IP address clients reach the host at: no host name (an A/PTR record needs an address), no zone."""
+    safe_text(value)
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not an IP address: write the address clients reach the host at, such as 203.0.113.10 "
+            "or 2001:db8::10"
+        ) from None
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+        raise ValueError(f"{value!r}: a public address has no `%zone` part (that is a link-local address)")
+    return str(address)
+
+
+PublicAddress = Annotated[str, AfterValidator(check_public_address)]
+
+
 class Host(Model):
     name: Fqdn  # becomes myhostname
+    # Where clients reach the host: what verify probes and the A/PTR records it prints. The SSH address may
+    # be a private or VPN one. Default: ssh.address, else the host name.
+    public_address: PublicAddress | None = None
     ssh: SshSettings = SshSettings()
+
+    def public(self) -> str:
+        """The address clients reach this host at (public_address, else ssh.address, else the name)."""
+        return self.public_address or self.ssh.address or self.name
 
 
 # --- users and aliases ---------------------------------------------------------------------------------

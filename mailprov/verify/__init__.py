@@ -5,7 +5,14 @@ for `report.Reporter`; `any_failed` decides the exit code.
 
 from __future__ import annotations
 
-from mailprov.verify.checks import TransportFactory, VerifyOptions, probe_address, verify_host, verify_site
+from mailprov.verify.checks import (
+    TransportFactory,
+    VerifyOptions,
+    probe_address,
+    verify_host,
+    verify_site,
+    with_address,
+)
 from mailprov.verify.dns import needed_records
 from mailprov.verify.results import (
     CHECK_COLUMNS,
@@ -33,4 +40,5 @@ __all__ = [
     "to_json",
     "verify_host",
     "verify_site",
+    "with_address",
 ]

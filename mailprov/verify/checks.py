@@ -23,9 +23,9 @@ from email.utils import formatdate
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from mailprov.config.model import Host, Mailbox, Site
+from mailprov.config.model import Host, Mailbox, Site, check_public_address
 from mailprov.config.secrets import Secret, local_path, read_small_file, resolve
-from mailprov.errors import MailprovError
+from mailprov.errors import ConfigError, MailprovError
 from mailprov.transport.base import Transport
 from mailprov.verify import dns, expect, probes
 from mailprov.verify.certs import CertificateError, CertTrust, certificate_names_host, parse_certificate
@@ -62,7 +62,26 @@ class VerifyOptions:
 
 
 def probe_address(host: Host) -> str:
-    return host.ssh.address or host.name
+    """Where the network probes go: the host's public address (hosts[].public_address, else ssh.address,
+    else its name), which `--address` replaces for one run (see with_address)."""
+    return host.public()
+
+
+def with_address(hosts: Sequence[Host], address: str | None) -> tuple[Host, ...]:
+    """The hosts with `address` (`verify --address`) as the public address of the one host selected."""
+    if address is None:
+        return tuple(hosts)
+    if len(hosts) != 1:
+        names = ", ".join(h.name for h in hosts)
+        raise ConfigError(
+            f"--address {address} is one host's address, but {len(hosts)} hosts are selected ({names}): "
+            "add --host NAME for the host it belongs to (or set hosts[].public_address in the site)"
+        )
+    try:
+        value = check_public_address(address)
+    except ValueError as exc:
+        raise ConfigError(f"--address: {exc}") from None
+    return (hosts[0].model_copy(update={"public_address": value}),)
 
 
 def verify_site(
@@ -809,7 +828,7 @@ class HostVerification:
             f"{needed[0]} (MX: {', '.join(mx.values('MX'))})",
             f"{self.site.domain} MX is {', '.join(mx.values('MX')) or mx.rcode}; add: {needed[0]}",
         )
-        address = dns.ip_literal(self.host.ssh.address)
+        address = dns.ip_literal(self.endpoint.address)
         rtype = "AAAA" if address and ":" in address else "A"
         try:
             a = dns.lookup(self.host.name, rtype, server, timeout)
@@ -824,7 +843,12 @@ class HostVerification:
         except dns.DnsUnavailable as exc:
             self.add("dns.a", "skip", f"{exc}; needed: {needed[1]}")
         if address is None:
-            self.add("dns.ptr", "skip", "the site gives no IP address (ssh.address) to check a PTR for")
+            self.add(
+                "dns.ptr",
+                "skip",
+                f"no IP address for {self.host.name} to check a PTR for: set hosts[].public_address "
+                "(or pass --address)",
+            )
             return
         reverse = ipaddress.ip_address(address).reverse_pointer
         try:
