@@ -395,9 +395,30 @@ class HostVerification:
         if tx.accepted:
             self.add(name, "pass", f"RCPT TO:<{self.recipient}> from <{sender}>: {tx.final}")
         elif tx.final.temporary:
-            self.add(name, "pass", f"RCPT TO:<{self.recipient}> deferred ({tx.describe()}): a real sender retries")
+            self._deferred(name, f"mail to <{self.recipient}> from <{sender}>", tx)
         else:
             self.add(name, "fail", f"mail to <{self.recipient}> from <{sender}> is refused: {tx.describe()}")
+
+    def _deferred(self, name: str, what: str, tx: probes.Transaction) -> None:
+        """A 4xx where mail is due: a pass only when it is greylisting and the site greylists this
+        client; any other 4xx (`451 4.3.5 Server configuration problem`) means no mail gets in."""
+        greylisting = expect.greylisting_reach(self.site, trusted=self.trusted)
+        if expect.is_greylisting(tx.final.text) and greylisting.applies:
+            self.add(name, "pass", f"{what}: greylisted ({tx.describe()}): a real sender retries")
+        elif expect.is_greylisting(tx.final.text):
+            self.add(
+                name,
+                "fail",
+                f"{what}: greylisted ({tx.describe()}), but greylisting should not apply here: {greylisting.reason}",
+            )
+        else:
+            self.add(
+                name,
+                "fail",
+                f"{what}: deferred ({tx.describe()}): a 4xx that is not greylisting means the server cannot "
+                "take mail now (a policy service, lookup table or the configuration is broken): senders "
+                "retry and then bounce",
+            )
 
     # -- IMAPS / POP3S ----------------------------------------------------------------------------------
 
@@ -530,6 +551,24 @@ class HostVerification:
             self.add(name, "pass", f"{what}: refused at {tx.describe()}")
         elif tx.final.permanent:
             self.add(name, "fail", f"{what}: refused, but not by this restriction: {tx.describe()}")
+        elif (
+            tx.final.temporary
+            and expect.is_greylisting(tx.final.text)
+            and expect.greylisting_reach(self.site, trusted=self.trusted).applies
+        ):
+            self.add(
+                name,
+                "skip",
+                f"{what}: greylisting answered first ({tx.describe()}), so a single attempt cannot see "
+                "this restriction: list check_policy_service postgrey after it",
+            )
+        elif tx.final.temporary:
+            self.add(
+                name,
+                "fail",
+                f"{what}: deferred, not refused ({tx.describe()}): a 4xx that is not greylisting means the "
+                f"server cannot take mail now; {reach.reason}",
+            )
         else:
             self.add(name, "fail", f"{what}: not refused ({tx.describe()}); {reach.reason}")
 

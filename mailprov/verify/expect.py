@@ -107,7 +107,22 @@ def _lists(site: Site) -> dict[str, tuple[Restriction, ...]]:
     }
 
 
-def restriction_reach(site: Site, names: tuple[str, ...], *, trusted: bool) -> Reach:
+def is_greylisting(reply_text: str) -> bool:
+    """A deferral that says it is greylisting (postgrey: `450 4.2.0 <…>: Recipient address rejected:
+    Greylisted, see …`). Any other 4xx — `451 4.3.5 Server configuration problem` when the policy service
+    is down, `temporary lookup failure` — is the server failing to take mail, not a policy."""
+    return "greylist" in reply_text.lower()
+
+
+def greylisting_reach(site: Site, *, trusted: bool) -> Reach:
+    """Does greylisting (check_policy_service postgrey) apply to an unauthenticated client sending to a
+    local recipient? Only then may a greylisting 4xx count where a 2xx or 5xx is due."""
+    if not site.greylisting.enabled:
+        return Reach(False, "greylisting is off in the site")
+    return restriction_reach(site, ("check_policy_service",), trusted=trusted, argument="postgrey")
+
+
+def restriction_reach(site: Site, names: tuple[str, ...], *, trusted: bool, argument: str | None = None) -> Reach:
     """Does an unauthenticated client — in mynetworks when `trusted` — sending to a local recipient
     reach one of `names` in the site's restriction lists?
 
@@ -116,15 +131,19 @@ def restriction_reach(site: Site, names: tuple[str, ...], *, trusted: bool) -> R
     """
     lists = _lists(site)
     found = []
+
+    def wanted(item: Restriction) -> bool:
+        return item.name in names and (argument is None or item.argument == argument)
+
     for list_name in LIST_ORDER:
         items = lists[list_name]
         for index, item in enumerate(items):
-            if item.name in names:
+            if wanted(item):
                 found.append(f"restrictions.{list_name}")
                 return Reach(True, f"{item.name} in restrictions.{list_name} applies to this client")
             stop = _stops(item, trusted)
             if stop is not None:
-                if any(x.name in names for x in items[index + 1 :]):
+                if any(wanted(x) for x in items[index + 1 :]):
                     found.append(f"restrictions.{list_name} (after {item.name}: {stop})")
                 break
     if found:
