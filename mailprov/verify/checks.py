@@ -129,6 +129,7 @@ def verify_host(
         else:
             run.add("host.ssh", "skip", "the on-host checks were turned off")
         run.delivery(transport)
+        run.alias_delivery(transport)
     finally:
         if transport is not None:
             transport.close()
@@ -740,15 +741,10 @@ class HostVerification:
         if user is None:
             self.skip_group(names, "the site has no user to deliver to")
             return
-        auth: tuple[str, Credentials] | None = None
-        if not self.trusted:
-            if not self.site.sasl.enabled:
-                self.skip_group(names, "from outside, sending to a user needs SASL, which the site has off")
-                return
-            if self.creds is None:
-                self.skip_group(names, self.no_creds)
-                return
-            auth = ("PLAIN" if "plain" in self.site.sasl.mechanisms else "LOGIN", self.creds)
+        auth, no_auth = self._sending_auth()
+        if no_auth:
+            self.skip_group(names, no_auth)
+            return
         recipient_domain = self.recipient.rsplit("@", 1)[1]
         if recipient_domain not in expect.local_domains(self.site, self.host):
             self.skip_group(names, f"{recipient_domain} is not a local domain of {self.host.name}")
@@ -777,6 +773,95 @@ class HostVerification:
         deadline = time.monotonic() + self.options.delivery_timeout
         self._maildir(transport, user.login, token, deadline)
         self._read_back(token, deadline)
+
+    def _sending_auth(self) -> tuple[tuple[str, Credentials] | None, str]:
+        """How a test message is sent: (AUTH mechanism and credentials, or None inside mynetworks) and
+        an empty string, or the reason it cannot be sent from here."""
+        if self.trusted:
+            return None, ""
+        if not self.site.sasl.enabled:
+            return None, "from outside, sending to a user needs SASL, which the site has off"
+        if self.creds is None:
+            return None, self.no_creds
+        return ("PLAIN" if "plain" in self.site.sasl.mechanisms else "LOGIN", self.creds), ""
+
+    def alias_delivery(self, transport: Transport | None) -> None:
+        """A message to an alias of the site's `aliases:` map (e.g. root: [john]) is found in the Maildir
+        of every site user it reaches, then removed from there."""
+        names = ("delivery.site_alias_accepted", "delivery.site_alias_maildir")
+        probe = expect.alias_probe(self.site)
+        if probe is None:
+            why = (
+                "the site has no aliases: map"
+                if not self.site.aliases
+                else "no alias of the aliases: map reaches a site user without also forwarding off the site "
+                "(a test message is never sent beyond the site)"
+            )
+            self.skip_group(names, why)
+            return
+        if self.site.mailbox is not Mailbox.MAILDIR:
+            self.skip_group(names, "the site delivers to mbox: the alias message could not be read back")
+            return
+        if transport is None:
+            self.skip_group(names, "no SSH session to read the alias message back (see host.ssh)")
+            return
+        if not self.smtp_up:
+            self.skip_group(names, "port 25 cannot be reached")
+            return
+        auth, no_auth = self._sending_auth()
+        if no_auth:
+            self.skip_group(names, no_auth)
+            return
+        recipient = f"{probe.alias}@{self.domain}"
+        token = f"mailprov-verify-{secrets.token_hex(8)}"
+        sender = f"{self.user.login}@{self.domain}" if self.user is not None else f"postmaster@{self.domain}"
+        message = _test_message(sender, recipient, token, self.host.name)
+        tx = self.attempt(
+            names[0],
+            lambda: probes.smtp_transaction(
+                self.endpoint,
+                sender=sender,
+                recipient=recipient,
+                starttls=self.site.tls.enabled,
+                auth=auth,
+                message=message,
+            ),
+        )
+        if tx is None or not tx.accepted:
+            if tx is not None:
+                self.add(names[0], "fail", f"message to the alias <{recipient}> not accepted: {tx.describe()}")
+            self.skip_group(names[1:], "the alias test message was not accepted")
+            return
+        targets = ", ".join(probe.logins)
+        self.add(names[0], "pass", f"<{recipient}> (aliases: {probe.alias} → {targets}): {tx.final}")
+        from mailprov.verify.hostchecks import find_in_maildir, remove_files
+
+        deadline = time.monotonic() + self.options.delivery_timeout
+        started = time.monotonic()
+        found: dict[str, list[str]] = {}
+        try:
+            for login in probe.logins:
+                found[login] = _poll(functools.partial(find_in_maildir, transport, login, token), deadline)
+        except MailprovError as exc:
+            self.add(names[1], "fail", str(exc))
+            return
+        took = time.monotonic() - started
+        leftovers = [path for paths in found.values() for path in paths]
+        removed = "removed again"
+        if leftovers:
+            try:
+                remove_files(transport, leftovers)
+            except MailprovError as exc:
+                removed = f"not removed: {exc}"
+        missing = [login for login, paths in found.items() if not paths]
+        self.judge(
+            names[1],
+            not missing,
+            f"mail to {probe.alias} reached {targets}'s Maildir after {took:.1f} s ({removed})",
+            f"mail to {probe.alias} is not in {', '.join(missing)}'s Maildir after "
+            f"{self.options.delivery_timeout:g} s (aliases: {probe.alias} → {targets}; is the aliases map "
+            "compiled? see host.map_fresh.aliases)",
+        )
 
     def _maildir(self, transport: Transport | None, login: str, token: str, deadline: float) -> None:
         name = "delivery.maildir"
