@@ -248,13 +248,11 @@ def verify(
     from mailprov.orchestrate import RunOptions, select_hosts, target_for
     from mailprov.transport import Transport, connect
     from mailprov.verify import (
-        CHECK_COLUMNS,
-        SUMMARY_COLUMNS,
         VerifyOptions,
         any_failed,
         check_rows,
         needed_records,
-        summary_rows,
+        summary_lines,
         to_json,
         verify_site,
         with_address,
@@ -274,12 +272,13 @@ def verify(
     if as_json:
         reporter.json(to_json(results))
     else:
-        reporter.table(None, CHECK_COLUMNS, check_rows(results))
-        reporter.table("summary", SUMMARY_COLUMNS, summary_rows(results))
+        reporter.checks(check_rows(results))
         reporter.heading("DNS records the site needs (the guide's last step):")
         for host in hosts:
             for record in needed_records(model, host):
                 reporter.line(f"  {record}")
+        for text, ok in summary_lines(results):
+            (reporter.ok if ok else reporter.fail)(text)
     sys.exit(1 if any_failed(results) else 0)
 
 

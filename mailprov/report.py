@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+_STATUS_STYLE = {"PASS": "green", "FAIL": "bold red", "SKIP": "yellow"}
+_NAME_WIDTH = 30  # longer check names push their detail right instead of widening every line
 
 
 class Reporter:
@@ -40,6 +44,10 @@ class Reporter:
 
     def warn(self, text: str) -> None:
         self.console.print(Text("! ", style="yellow") + Text(text))
+
+    def fail(self, text: str) -> None:
+        """A failed outcome on the normal output (error() is for errors, on stderr)."""
+        self.console.print(Text("✗ ", style="bold red") + Text(text))
 
     def error(self, text: str) -> None:
         err = Console(file=sys.stderr, highlight=False, soft_wrap=True)
@@ -69,6 +77,28 @@ class Reporter:
         for row in rows:
             table.add_row(*[Text(str(c)) for c in row])
         self.console.print(table)
+
+    def checks(self, rows: Iterable[Sequence[str]], width: int | None = None) -> None:
+        """Check results, one line each: `STATUS  name  short detail`, cut to the width (80 when not a
+        terminal, as in CI logs) with `…`. A failure whose detail was cut gets it in full below, indented.
+        Rows are (host, name, STATUS, detail), hosts in order; each host starts with its name as a heading."""
+        rows = list(rows)
+        width = width or self.console.width
+        name_width = min(max((len(r[1]) for r in rows), default=0), _NAME_WIDTH)
+        current = None
+        for host, name, status, detail in rows:
+            if host != current:
+                self.heading(host)
+                current = host
+            head = f"  {name:<{name_width}}  "
+            flat = " ".join(detail.split())
+            room = width - len(status.ljust(4)) - len(head)
+            short = flat if len(flat) <= room else flat[: max(room - 1, 0)] + "…"
+            self.console.print(Text(status.ljust(4), style=_STATUS_STYLE.get(status, "")) + Text(head + short))
+            if status == "FAIL" and short != flat:
+                for part in detail.split("\n"):
+                    for piece in textwrap.wrap(part, max(width - 6, 20), break_on_hyphens=False) or [""]:
+                        self.line("      " + piece)
 
     def json(self, data: Any) -> None:
         self.stream.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")

@@ -1,5 +1,5 @@
 """Outside-in verification of provisioned mail hosts: real SMTP/IMAP/POP3/TLS clients, on-host checks
-over SSH (testinfra), DNS. `verify_site` runs it; `check_rows`/`summary_rows`/`to_json` shape the results
+over SSH (testinfra), DNS. `verify_site` runs it; `check_rows`/`summary_lines`/`to_json` shape the results
 for `report.Reporter`; `any_failed` decides the exit code.
 """
 
@@ -21,6 +21,7 @@ from mailprov.verify.results import (
     Status,
     any_failed,
     check_rows,
+    summary_lines,
     summary_rows,
     to_json,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "check_rows",
     "needed_records",
     "probe_address",
+    "summary_lines",
     "summary_rows",
     "to_json",
     "verify_host",

@@ -15,12 +15,10 @@ from mailprov.config.loader import load_site
 from mailprov.errors import ConfigError, MailprovError
 from mailprov.report import Reporter
 from mailprov.verify import (
-    CHECK_COLUMNS,
-    SUMMARY_COLUMNS,
     VerifyOptions,
     any_failed,
     check_rows,
-    summary_rows,
+    summary_lines,
     to_json,
     verify_site,
     with_address,
@@ -57,8 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         reporter.json(to_json(results))
     else:
-        reporter.table(None, CHECK_COLUMNS, check_rows(results))
-        reporter.table("summary", SUMMARY_COLUMNS, summary_rows(results))
+        reporter.checks(check_rows(results))
+        for text, ok in summary_lines(results):
+            (reporter.ok if ok else reporter.fail)(text)
     return 1 if any_failed(results) else 0
 
 
