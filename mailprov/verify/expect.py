@@ -159,14 +159,13 @@ def is_greylisting(reply_text: str) -> bool:
 
 
 def greylisting_reach(site: Site, *, trusted: bool) -> Reach:
-    """Does greylisting (check_policy_service postgrey) apply to an unauthenticated client sending to a
-    local recipient? Only then may a greylisting 4xx count where a 2xx or 5xx is due."""
-    if not site.greylisting.enabled:
-        return Reach(False, "greylisting is off in the site")
-    return restriction_reach(site, ("check_policy_service",), trusted=trusted, argument="postgrey")
+    """Can greylisting apply to an unauthenticated client sending to a local recipient? It comes from a
+    policy service (check_policy_service: postgrey, or the site's own policy server), so only where one
+    is reached may a greylisting 4xx count where a 2xx or 5xx is due."""
+    return restriction_reach(site, ("check_policy_service",), trusted=trusted)
 
 
-def restriction_reach(site: Site, names: tuple[str, ...], *, trusted: bool, argument: str | None = None) -> Reach:
+def restriction_reach(site: Site, names: tuple[str, ...], *, trusted: bool) -> Reach:
     """Does an unauthenticated client — in mynetworks when `trusted` — sending to a local recipient
     reach one of `names` in the site's restriction lists?
 
@@ -175,19 +174,15 @@ def restriction_reach(site: Site, names: tuple[str, ...], *, trusted: bool, argu
     """
     lists = _lists(site)
     found = []
-
-    def wanted(item: Restriction) -> bool:
-        return item.name in names and (argument is None or item.argument == argument)
-
     for list_name in LIST_ORDER:
         items = lists[list_name]
         for index, item in enumerate(items):
-            if wanted(item):
+            if item.name in names:
                 found.append(f"restrictions.{list_name}")
                 return Reach(True, f"{item.name} in restrictions.{list_name} applies to this client")
             stop = _stops(item, trusted)
             if stop is not None:
-                if any(wanted(x) for x in items[index + 1 :]):
+                if any(x.name in names for x in items[index + 1 :]):
                     found.append(f"restrictions.{list_name} (after {item.name}: {stop})")
                 break
     if found:

@@ -119,3 +119,7 @@ def test_greylisting_reach_follows_the_restriction_lists() -> None:
     assert expect.greylisting_reach(site, trusted=False).applies
     assert not expect.greylisting_reach(site, trusted=True).applies  # permit_mynetworks first
     assert not expect.greylisting_reach(parse_site(NO_GREYLISTING), trusted=False).applies
+    own_policy_server = NO_GREYLISTING.replace(
+        "reject_non_fqdn_sender]", "reject_non_fqdn_sender, {check_policy_service: 'inet:127.0.0.1:10040'}]"
+    )
+    assert expect.greylisting_reach(parse_site(own_policy_server), trusted=False).applies
