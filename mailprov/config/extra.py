@@ -40,6 +40,12 @@ def _yes(value: str) -> bool:
     return value.strip().lower() == "yes"
 
 
+def _enables_ssl(value: str) -> bool:
+    """A Postfix protocol list that turns SSLv2 or SSLv3 on (`SSLv3`, `>=SSLv3`, `<=TLSv1`, not `!SSLv3`)."""
+    words = _words(value)
+    return bool(words & {"sslv2", "sslv3", ">=sslv2", ">=sslv3"}) or any(w.startswith("<=") for w in words)
+
+
 _RELAY = "use mynetworks, relay_domains and restrictions.relay in the site"
 _TLS = "use the site's tls section (tls.security_level, tls.min_protocol, tls.files)"
 _SASL = "use the site's sasl and tls sections (sasl.mechanisms, tls.auth_only)"
@@ -101,6 +107,34 @@ POSTFIX_WEAKENING: dict[str, Weakening] = {
     "smtpd_tls_dkey_file": Weakening("adds a second key beside the site's", "use tls.files"),
     "tls_config_file": Weakening("loads OpenSSL settings that can lower the TLS floor", _TLS),
     "tls_config_name": Weakening("selects OpenSSL settings that can lower the TLS floor", _TLS),
+    "smtpd_tls_fingerprint_digest": Weakening(
+        "`md5` and `sha1` let a forged client certificate match a permit_tls_clientcerts fingerprint",
+        "write `sha256`",
+        lambda v: v.lower() in {"md5", "sha1"},
+    ),
+    # TLS to other servers: mailprov writes smtp_tls_security_level = may (TLS whenever offered)
+    "smtp_tls_policy_maps": Weakening(
+        "can turn outbound TLS off for chosen destinations", "no site field: leave it out (TLS whenever offered)"
+    ),
+    "smtp_tls_per_site": Weakening("is the old per-destination TLS table (can turn TLS off)", "leave it out"),
+    "smtp_use_tls": Weakening("is the old switch for outbound TLS", "leave it out (TLS whenever offered)"),
+    "smtp_enforce_tls": Weakening("is the old switch for required outbound TLS", "leave it out"),
+    "smtp_tls_ciphers": Weakening(
+        "`export`, `low` and `null` allow broken ciphers",
+        "write `medium` or `high`",
+        lambda v: v.lower() not in {"medium", "high"},
+    ),
+    "smtp_tls_mandatory_ciphers": Weakening(
+        "`export`, `low` and `null` allow broken ciphers",
+        "write `medium` or `high`",
+        lambda v: v.lower() not in {"medium", "high"},
+    ),
+    "smtp_tls_protocols": Weakening(
+        "enables SSLv2 or SSLv3", "exclude them (`>=TLSv1`, Postfix's default)", lambda v: _enables_ssl(v)
+    ),
+    "smtp_tls_mandatory_protocols": Weakening(
+        "enables SSLv2 or SSLv3", "exclude them (`>=TLSv1`, Postfix's default)", lambda v: _enables_ssl(v)
+    ),
     # authentication
     "smtpd_sasl_tls_security_options": Weakening(
         "sets which SASL mechanisms TLS clients may use (empty allows anonymous logins)", _SASL

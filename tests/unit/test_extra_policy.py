@@ -71,6 +71,12 @@ def refusal(section: str, name: str, value: str) -> str:
         ("postfix", "smtpd_tls_eecdh_grade", "none", "leave it out"),
         ("postfix", "smtpd_forbid_bare_newline", "'no'", "leave it out"),
         ("dovecot", "auth_username_chars", "''", "leave it out"),
+        ("postfix", "smtpd_tls_fingerprint_digest", "md5", "sha256"),
+        ("postfix", "smtp_tls_policy_maps", "hash:/etc/postfix/tls_policy", "TLS whenever offered"),
+        ("postfix", "smtp_use_tls", "'no'", "leave it out"),
+        ("postfix", "smtp_tls_ciphers", "export", "`medium` or `high`"),
+        ("postfix", "smtp_tls_protocols", "SSLv3, TLSv1", "exclude them"),
+        ("postfix", "smtp_tls_mandatory_protocols", "'>=SSLv3'", "exclude them"),
     ],
 )
 def test_extra_refuses_what_weakens_relay_tls_or_authentication(
@@ -116,6 +122,9 @@ def test_numeric_time_and_boolean_postfix_values_are_type_checked(name: str, val
         ("smtpd_discard_ehlo_keywords", "silent-discard, dsn", "silent-discard, dsn"),
         ("allow_untrusted_routing", "'no'", "no"),
         ("smtpd_banner", "$myhostname ESMTP", "$myhostname ESMTP"),
+        ("smtp_tls_protocols", "'TLSv1.2, TLSv1.3'", "TLSv1.2, TLSv1.3"),
+        ("smtp_tls_mandatory_protocols", "'>=TLSv1.2'", ">=TLSv1.2"),
+        ("smtpd_tls_fingerprint_digest", "sha256", "sha256"),
     ],
 )
 def test_good_values_still_pass(name: str, value: str, seen: str) -> None:
