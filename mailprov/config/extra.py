@@ -160,7 +160,6 @@ DOVECOT_WEAKENING: dict[str, Weakening] = {
         "leave it out (Dovecot's default list)",
         lambda v: not v.strip(),
     ),
-    "auth_ssl_require_client_cert": Weakening("changes who may log in", _DOVECOT_AUTH),
     "auth_ssl_username_from_cert": Weakening("takes the login name from a client certificate", _DOVECOT_AUTH),
     "auth_master_user_separator": Weakening("lets a master user log in as anyone", "leave it out"),
 }

@@ -417,8 +417,8 @@ class HostVerification:
                 name,
                 "fail",
                 f"{what}: deferred ({tx.describe()}): a 4xx that is not greylisting means the server cannot "
-                "take mail now (a policy service, lookup table or the configuration is broken): senders "
-                "retry and then bounce",
+                "take mail now (a policy service, a lookup table, its DNS or the configuration is broken): "
+                "senders retry and then bounce",
             )
 
     # -- IMAPS / POP3S ----------------------------------------------------------------------------------
