@@ -246,6 +246,11 @@ def apply(
     is_flag=True,
     help="This client is outside mynetworks: relay must be denied, LAN-only ports closed.",
 )
+@click.option(
+    "--address",
+    help="Probe the host at this IP address for this run (instead of hosts[].public_address / ssh.address); "
+    "needs exactly one host selected (--host NAME).",
+)
 @click.option("--no-host-checks", is_flag=True, help="Skip the on-host checks over SSH.")
 @click.option("--no-dns", is_flag=True, help="Skip the DNS checks.")
 @click.option(
@@ -261,6 +266,7 @@ def verify(
     host_names: tuple[str, ...],
     as_json: bool,
     from_outside: bool,
+    address: str | None,
     no_host_checks: bool,
     no_dns: bool,
     accept_new_host_keys: bool,
@@ -272,20 +278,19 @@ def verify(
     from mailprov.orchestrate import RunOptions, select_hosts, target_for
     from mailprov.transport import Transport, connect
     from mailprov.verify import (
-        CHECK_COLUMNS,
-        SUMMARY_COLUMNS,
         VerifyOptions,
         any_failed,
         check_rows,
         needed_records,
-        summary_rows,
+        summary_lines,
         to_json,
         verify_site,
+        with_address,
     )
 
     model = load_site(site)
     base_dir = Path(site).resolve().parent
-    hosts = select_hosts(model, host_names)
+    hosts = with_address(select_hosts(model, host_names), address)
     run_options = RunOptions(accept_new_host_keys=accept_new_host_keys, known_hosts=known_hosts)
 
     def transport_for(host: Host) -> Transport:
@@ -297,12 +302,13 @@ def verify(
     if as_json:
         reporter.json(to_json(results))
     else:
-        reporter.table(None, CHECK_COLUMNS, check_rows(results))
-        reporter.table("summary", SUMMARY_COLUMNS, summary_rows(results))
+        reporter.checks(check_rows(results))
         reporter.heading("DNS records the site needs (the guide's last step):")
         for host in hosts:
             for record in needed_records(model, host):
                 reporter.line(f"  {record}")
+        for text, ok in summary_lines(results):
+            (reporter.ok if ok else reporter.fail)(text)
     sys.exit(1 if any_failed(results) else 0)
 
 

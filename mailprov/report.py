@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sys
+import textwrap
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -24,6 +26,10 @@ _UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u2
 
 def clean(text: str) -> str:
     return _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+_STATUS_STYLE = {"PASS": "green", "FAIL": "bold red", "SKIP": "yellow"}
+_NAME_WIDTH = 30  # longer check names push their detail right instead of widening every line
 
 
 class Reporter:
@@ -75,6 +81,10 @@ class Reporter:
     def warn(self, text: str) -> None:
         self._write(self.stream, [("! ", "yellow"), (text, None)], color=self.color)
 
+    def fail(self, text: str) -> None:
+        """A failed outcome on the normal output (error() is for errors, on stderr)."""
+        self._write(self.stream, [("✗ ", "bold red"), (text, None)], color=self.color)
+
     def error(self, text: str) -> None:
         self._write(sys.stderr, [("error: ", "bold red"), (text, None)], color=sys.stderr.isatty())
 
@@ -105,6 +115,30 @@ class Reporter:
         for row in rows:
             table.add_row(*[Text(clean(str(c))) for c in row])
         self.console.print(table)
+
+    def checks(self, rows: Iterable[Sequence[str]], width: int | None = None) -> None:
+        """Check results, one line each: `STATUS  name  short detail`, cut to the width (80 when not a
+        terminal, as in CI logs) with `…`. A failure whose detail was cut gets it in full below, indented.
+        Rows are (host, name, STATUS, detail), hosts in order; each host starts with its name as a heading."""
+        rows = list(rows)
+        width = width or (shutil.get_terminal_size((80, 24)).columns if self.stream.isatty() else 80)
+        name_width = min(max((len(r[1]) for r in rows), default=0), _NAME_WIDTH)
+        current = None
+        for host, name, status, detail in rows:
+            if host != current:
+                self.heading(host)
+                current = host
+            head = f"  {name:<{name_width}}  "
+            flat = " ".join(detail.split())
+            room = width - len(status.ljust(4)) - len(head)
+            short = flat if len(flat) <= room else flat[: max(room - 1, 0)] + "…"
+            self._write(
+                self.stream, [(status.ljust(4), _STATUS_STYLE.get(status)), (head + short, None)], color=self.color
+            )
+            if status == "FAIL" and short != flat:
+                for part in detail.split("\n"):
+                    for piece in textwrap.wrap(part, max(width - 6, 20), break_on_hyphens=False) or [""]:
+                        self.line("      " + piece)
 
     def json(self, data: Any) -> None:
         self.stream.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")

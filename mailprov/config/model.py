@@ -7,13 +7,16 @@ admin would look them up. Cross-field rules (open relay, aliases to nobody, SASL
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from enum import StrEnum
 from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from mailprov.config import extra as extra_policy
 from mailprov.config.restrictions import Restriction, parse_restriction
+from mailprov.config.text import safe_text
 from mailprov.config.types import (
     AbsPath,
     Address,
@@ -83,9 +86,34 @@ class SshSettings(Model):
     sudo_password: SecretRef | None = None
 
 
+def check_public_address(value: str) -> str:
+    """An IP address clients reach the host at: no host name (an A/PTR record needs an address), no zone."""
+    safe_text(value)
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not an IP address: write the address clients reach the host at, such as 203.0.113.10 "
+            "or 2001:db8::10"
+        ) from None
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+        raise ValueError(f"{value!r}: a public address has no `%zone` part (that is a link-local address)")
+    return str(address)
+
+
+PublicAddress = Annotated[str, AfterValidator(check_public_address)]
+
+
 class Host(Model):
     name: Fqdn  # becomes myhostname
+    # Where clients reach the host: what verify probes and the A/PTR records it prints. The SSH address may
+    # be a private or VPN one. Default: ssh.address, else the host name.
+    public_address: PublicAddress | None = None
     ssh: SshSettings = SshSettings()
+
+    def public(self) -> str:
+        """The address clients reach this host at (public_address, else ssh.address, else the name)."""
+        return self.public_address or self.ssh.address or self.name
 
 
 # --- users and aliases ---------------------------------------------------------------------------------
@@ -293,12 +321,25 @@ DOVECOT_MANAGED = frozenset(
 )  # fmt: skip
 
 
+def _extra_scalar(value: object) -> object:
+    """`50` and `true` written unquoted in YAML are the words Postfix and Dovecot read (`50`, `yes`)."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    return value
+
+
 def _postfix_extra_name(name: str) -> str:
     if name in POSTFIX_MANAGED or name.endswith("_restrictions") or name.startswith("mynetworks"):
         raise ValueError(
             f"mailprov writes {name} itself; a second line in main.cf would override it, unseen by the site's "
             "checks: use the site's own field (restrictions, mynetworks, relay_domains, tls, sasl, postfix)"
+            + extra_policy.managed_field(name)
         )
+    weakening = extra_policy.postfix_weakening(name)
+    if weakening is not None:
+        raise ValueError(weakening)
     return name
 
 
@@ -306,15 +347,29 @@ def _dovecot_extra_name(name: str) -> str:
     if name in DOVECOT_MANAGED or name.startswith("ssl"):
         raise ValueError(
             f"mailprov writes {name} itself; a second line in dovecot.conf would override it: use the site's "
-            "own field (tls, sasl, dovecot.protocols, mailbox)"
+            "own field (tls, sasl, dovecot.protocols, mailbox)" + extra_policy.managed_field(name)
         )
+    weakening = extra_policy.dovecot_weakening(name)
+    if weakening is not None:
+        raise ValueError(weakening)
     return name
 
 
 class Dovecot(Model):
     protocols: tuple[Literal["imap", "pop3"], ...] = ("imap", "pop3")
     plaintext_ports: bool = True  # 143/110 with STARTTLS, besides 993/995
-    extra: dict[Annotated[ParamName, AfterValidator(_dovecot_extra_name)], DovecotValue] = {}
+    extra: dict[
+        Annotated[ParamName, AfterValidator(_dovecot_extra_name)],
+        Annotated[DovecotValue, BeforeValidator(_extra_scalar)],
+    ] = {}
+
+    @model_validator(mode="after")
+    def _extra_values(self) -> Self:
+        for name, value in self.extra.items():
+            problem = extra_policy.dovecot_weakening(name, value)
+            if problem is not None:
+                raise SiteRuleError(f"dovecot.extra.{name}", problem)
+        return self
 
 
 class Postfix(Model):
@@ -324,7 +379,18 @@ class Postfix(Model):
     smtps: bool = False  # port 465, TLS on connect
     maillog_file: AbsPath | None = None  # default: a file when the host has no syslog and Postfix >= 3.4
     message_size_limit: Annotated[int, Field(ge=1024)] | None = None
-    extra: dict[Annotated[ParamName, AfterValidator(_postfix_extra_name)], ConfigValue] = {}
+    extra: dict[
+        Annotated[ParamName, AfterValidator(_postfix_extra_name)],
+        Annotated[ConfigValue, BeforeValidator(_extra_scalar)],
+    ] = {}
+
+    @model_validator(mode="after")
+    def _extra_values(self) -> Self:
+        for name, value in self.extra.items():
+            problem = extra_policy.postfix_value_problem(name, value) or extra_policy.postfix_weakening(name, value)
+            if problem is not None:
+                raise SiteRuleError(f"postfix.extra.{name}", problem)
+        return self
 
 
 Service = Literal["smtp", "submission", "smtps", "imap", "imaps", "pop3", "pop3s"]
@@ -369,6 +435,7 @@ class Site(Model):
         self._check_restrictions()
         self._check_tls_and_sasl()
         self._check_firewall()
+        self._check_extra()
         return self
 
     def _check_hosts(self) -> None:
@@ -494,6 +561,13 @@ class Site(Model):
         both = set(self.firewall.open) & set(self.firewall.lan_only)
         if both:
             raise SiteRuleError("firewall.lan_only", f"{', '.join(sorted(both))} listed as open and LAN-only")
+
+    def _check_extra(self) -> None:
+        trusted = self.dovecot.extra.get("login_trusted_networks")
+        if trusted is not None:
+            problem = extra_policy.login_trusted_networks_problem(trusted, self.mynetworks)
+            if problem is not None:
+                raise SiteRuleError("dovecot.extra.login_trusted_networks", problem)
 
     # -- derived values ---------------------------------------------------------------------------------
 

@@ -1,11 +1,18 @@
 """Outside-in verification of provisioned mail hosts: real SMTP/IMAP/POP3/TLS clients, on-host checks
-over SSH (testinfra), DNS. `verify_site` runs it; `check_rows`/`summary_rows`/`to_json` shape the results
+over SSH (testinfra), DNS. `verify_site` runs it; `check_rows`/`summary_lines`/`to_json` shape the results
 for `report.Reporter`; `any_failed` decides the exit code.
 """
 
 from __future__ import annotations
 
-from mailprov.verify.checks import TransportFactory, VerifyOptions, probe_address, verify_host, verify_site
+from mailprov.verify.checks import (
+    TransportFactory,
+    VerifyOptions,
+    probe_address,
+    verify_host,
+    verify_site,
+    with_address,
+)
 from mailprov.verify.dns import needed_records
 from mailprov.verify.results import (
     CHECK_COLUMNS,
@@ -14,6 +21,7 @@ from mailprov.verify.results import (
     Status,
     any_failed,
     check_rows,
+    summary_lines,
     summary_rows,
     to_json,
 )
@@ -29,8 +37,10 @@ __all__ = [
     "check_rows",
     "needed_records",
     "probe_address",
+    "summary_lines",
     "summary_rows",
     "to_json",
     "verify_host",
     "verify_site",
+    "with_address",
 ]

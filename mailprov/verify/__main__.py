@@ -1,4 +1,4 @@
-"""`python -m mailprov.verify SITE [--host H] [--json] [--from-outside] [--no-host-checks] [--no-dns]`
+"""`python -m mailprov.verify SITE [--host H] [--address IP] [--json] [--from-outside] [--no-host-checks] [--no-dns]`
 
 A small entry point for running the probes from another network namespace
 (`ip netns exec mplab-outside .venv/bin/python -m mailprov.verify ...`); `mailprov verify` is the
@@ -15,14 +15,13 @@ from mailprov.config.loader import load_site
 from mailprov.errors import ConfigError, MailprovError
 from mailprov.report import Reporter
 from mailprov.verify import (
-    CHECK_COLUMNS,
-    SUMMARY_COLUMNS,
     VerifyOptions,
     any_failed,
     check_rows,
-    summary_rows,
+    summary_lines,
     to_json,
     verify_site,
+    with_address,
 )
 
 
@@ -32,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", action="append", default=[], help="only this host (repeatable)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--from-outside", action="store_true", help="this client is outside mynetworks")
+    parser.add_argument("--address", help="probe the (one) selected host at this IP address for this run")
     parser.add_argument("--no-host-checks", action="store_true", help="skip the on-host checks over SSH")
     parser.add_argument("--no-dns", action="store_true", help="skip the DNS checks")
     args = parser.parse_args(argv)
@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
             if unknown:
                 raise ConfigError(f"{args.site}: no host named {', '.join(unknown)}")
             hosts = tuple(h for h in site.hosts if h.name in args.host)
+        hosts = with_address(hosts, args.address)
         options = VerifyOptions(
             from_outside=args.from_outside, host_checks=not args.no_host_checks, dns=not args.no_dns
         )
@@ -54,8 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         reporter.json(to_json(results))
     else:
-        reporter.table(None, CHECK_COLUMNS, check_rows(results))
-        reporter.table("summary", SUMMARY_COLUMNS, summary_rows(results))
+        reporter.checks(check_rows(results))
+        for text, ok in summary_lines(results):
+            (reporter.ok if ok else reporter.fail)(text)
     return 1 if any_failed(results) else 0
 
 

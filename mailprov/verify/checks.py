@@ -23,9 +23,9 @@ from email.utils import formatdate
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from mailprov.config.model import Host, Mailbox, Site
+from mailprov.config.model import Host, Mailbox, Site, check_public_address
 from mailprov.config.secrets import Secret, local_path, read_small_file, resolve
-from mailprov.errors import MailprovError
+from mailprov.errors import ConfigError, MailprovError
 from mailprov.transport.base import Transport
 from mailprov.verify import dns, expect, probes
 from mailprov.verify.certs import CertificateError, CertTrust, certificate_names_host, parse_certificate
@@ -62,7 +62,26 @@ class VerifyOptions:
 
 
 def probe_address(host: Host) -> str:
-    return host.ssh.address or host.name
+    """Where the network probes go: the host's public address (hosts[].public_address, else ssh.address,
+    else its name), which `--address` replaces for one run (see with_address)."""
+    return host.public()
+
+
+def with_address(hosts: Sequence[Host], address: str | None) -> tuple[Host, ...]:
+    """The hosts with `address` (`verify --address`) as the public address of the one host selected."""
+    if address is None:
+        return tuple(hosts)
+    if len(hosts) != 1:
+        names = ", ".join(h.name for h in hosts)
+        raise ConfigError(
+            f"--address {address} is one host's address, but {len(hosts)} hosts are selected ({names}): "
+            "add --host NAME for the host it belongs to (or set hosts[].public_address in the site)"
+        )
+    try:
+        value = check_public_address(address)
+    except ValueError as exc:
+        raise ConfigError(f"--address: {exc}") from None
+    return (hosts[0].model_copy(update={"public_address": value}),)
 
 
 def verify_site(
@@ -110,6 +129,7 @@ def verify_host(
         else:
             run.add("host.ssh", "skip", "the on-host checks were turned off")
         run.delivery(transport)
+        run.alias_delivery(transport)
     finally:
         if transport is not None:
             transport.close()
@@ -376,9 +396,30 @@ class HostVerification:
         if tx.accepted:
             self.add(name, "pass", f"RCPT TO:<{self.recipient}> from <{sender}>: {tx.final}")
         elif tx.final.temporary:
-            self.add(name, "pass", f"RCPT TO:<{self.recipient}> deferred ({tx.describe()}): a real sender retries")
+            self._deferred(name, f"mail to <{self.recipient}> from <{sender}>", tx)
         else:
             self.add(name, "fail", f"mail to <{self.recipient}> from <{sender}> is refused: {tx.describe()}")
+
+    def _deferred(self, name: str, what: str, tx: probes.Transaction) -> None:
+        """A 4xx where mail is due: a pass only when it is greylisting and the site greylists this
+        client; any other 4xx (`451 4.3.5 Server configuration problem`) means no mail gets in."""
+        greylisting = expect.greylisting_reach(self.site, trusted=self.trusted)
+        if expect.is_greylisting(tx.final.text) and greylisting.applies:
+            self.add(name, "pass", f"{what}: greylisted ({tx.describe()}): a real sender retries")
+        elif expect.is_greylisting(tx.final.text):
+            self.add(
+                name,
+                "fail",
+                f"{what}: greylisted ({tx.describe()}), but greylisting should not apply here: {greylisting.reason}",
+            )
+        else:
+            self.add(
+                name,
+                "fail",
+                f"{what}: deferred ({tx.describe()}): a 4xx that is not greylisting means the server cannot "
+                "take mail now (a policy service, a lookup table, its DNS or the configuration is broken): "
+                "senders retry and then bounce",
+            )
 
     # -- IMAPS / POP3S ----------------------------------------------------------------------------------
 
@@ -511,6 +552,24 @@ class HostVerification:
             self.add(name, "pass", f"{what}: refused at {tx.describe()}")
         elif tx.final.permanent:
             self.add(name, "fail", f"{what}: refused, but not by this restriction: {tx.describe()}")
+        elif (
+            tx.final.temporary
+            and expect.is_greylisting(tx.final.text)
+            and expect.greylisting_reach(self.site, trusted=self.trusted).applies
+        ):
+            self.add(
+                name,
+                "skip",
+                f"{what}: greylisting answered first ({tx.describe()}), so a single attempt cannot see "
+                "this restriction: list check_policy_service postgrey after it",
+            )
+        elif tx.final.temporary:
+            self.add(
+                name,
+                "fail",
+                f"{what}: deferred, not refused ({tx.describe()}): a 4xx that is not greylisting means the "
+                f"server cannot take mail now; {reach.reason}",
+            )
         else:
             self.add(name, "fail", f"{what}: not refused ({tx.describe()}); {reach.reason}")
 
@@ -683,15 +742,10 @@ class HostVerification:
         if user is None:
             self.skip_group(names, "the site has no user to deliver to")
             return
-        auth: tuple[str, Credentials] | None = None
-        if not self.trusted:
-            if not self.site.sasl.enabled:
-                self.skip_group(names, "from outside, sending to a user needs SASL, which the site has off")
-                return
-            if self.creds is None:
-                self.skip_group(names, self.no_creds)
-                return
-            auth = ("PLAIN" if "plain" in self.site.sasl.mechanisms else "LOGIN", self.creds)
+        auth, no_auth = self._sending_auth()
+        if no_auth:
+            self.skip_group(names, no_auth)
+            return
         recipient_domain = self.recipient.rsplit("@", 1)[1]
         if recipient_domain not in expect.local_domains(self.site, self.host):
             self.skip_group(names, f"{recipient_domain} is not a local domain of {self.host.name}")
@@ -720,6 +774,95 @@ class HostVerification:
         deadline = time.monotonic() + self.options.delivery_timeout
         self._maildir(transport, user.login, token, deadline)
         self._read_back(token, deadline)
+
+    def _sending_auth(self) -> tuple[tuple[str, Credentials] | None, str]:
+        """How a test message is sent: (AUTH mechanism and credentials, or None inside mynetworks) and
+        an empty string, or the reason it cannot be sent from here."""
+        if self.trusted:
+            return None, ""
+        if not self.site.sasl.enabled:
+            return None, "from outside, sending to a user needs SASL, which the site has off"
+        if self.creds is None:
+            return None, self.no_creds
+        return ("PLAIN" if "plain" in self.site.sasl.mechanisms else "LOGIN", self.creds), ""
+
+    def alias_delivery(self, transport: Transport | None) -> None:
+        """A message to an alias of the site's `aliases:` map (e.g. root: [john]) is found in the Maildir
+        of every site user it reaches, then removed from there."""
+        names = ("delivery.site_alias_accepted", "delivery.site_alias_maildir")
+        probe = expect.alias_probe(self.site)
+        if probe is None:
+            why = (
+                "the site has no aliases: map"
+                if not self.site.aliases
+                else "no alias of the aliases: map reaches a site user without also forwarding off the site "
+                "(a test message is never sent beyond the site)"
+            )
+            self.skip_group(names, why)
+            return
+        if self.site.mailbox is not Mailbox.MAILDIR:
+            self.skip_group(names, "the site delivers to mbox: the alias message could not be read back")
+            return
+        if transport is None:
+            self.skip_group(names, "no SSH session to read the alias message back (see host.ssh)")
+            return
+        if not self.smtp_up:
+            self.skip_group(names, "port 25 cannot be reached")
+            return
+        auth, no_auth = self._sending_auth()
+        if no_auth:
+            self.skip_group(names, no_auth)
+            return
+        recipient = f"{probe.alias}@{self.domain}"
+        token = f"mailprov-verify-{secrets.token_hex(8)}"
+        sender = f"{self.user.login}@{self.domain}" if self.user is not None else f"postmaster@{self.domain}"
+        message = _test_message(sender, recipient, token, self.host.name)
+        tx = self.attempt(
+            names[0],
+            lambda: probes.smtp_transaction(
+                self.endpoint,
+                sender=sender,
+                recipient=recipient,
+                starttls=self.site.tls.enabled,
+                auth=auth,
+                message=message,
+            ),
+        )
+        if tx is None or not tx.accepted:
+            if tx is not None:
+                self.add(names[0], "fail", f"message to the alias <{recipient}> not accepted: {tx.describe()}")
+            self.skip_group(names[1:], "the alias test message was not accepted")
+            return
+        targets = ", ".join(probe.logins)
+        self.add(names[0], "pass", f"<{recipient}> (aliases: {probe.alias} → {targets}): {tx.final}")
+        from mailprov.verify.hostchecks import find_in_maildir, remove_files
+
+        deadline = time.monotonic() + self.options.delivery_timeout
+        started = time.monotonic()
+        found: dict[str, list[str]] = {}
+        try:
+            for login in probe.logins:
+                found[login] = _poll(functools.partial(find_in_maildir, transport, login, token), deadline)
+        except MailprovError as exc:
+            self.add(names[1], "fail", str(exc))
+            return
+        took = time.monotonic() - started
+        leftovers = [path for paths in found.values() for path in paths]
+        removed = "removed again"
+        if leftovers:
+            try:
+                remove_files(transport, leftovers)
+            except MailprovError as exc:
+                removed = f"not removed: {exc}"
+        missing = [login for login, paths in found.items() if not paths]
+        self.judge(
+            names[1],
+            not missing,
+            f"mail to {probe.alias} reached {targets}'s Maildir after {took:.1f} s ({removed})",
+            f"mail to {probe.alias} is not in {', '.join(missing)}'s Maildir after "
+            f"{self.options.delivery_timeout:g} s (aliases: {probe.alias} → {targets}; is the aliases map "
+            "compiled? see host.map_fresh.aliases)",
+        )
 
     def _maildir(self, transport: Transport | None, login: str, token: str, deadline: float) -> None:
         name = "delivery.maildir"
@@ -810,7 +953,7 @@ class HostVerification:
             f"{needed[0]} (MX: {', '.join(mx.values('MX'))})",
             f"{self.site.domain} MX is {', '.join(mx.values('MX')) or mx.rcode}; add: {needed[0]}",
         )
-        address = dns.ip_literal(self.host.ssh.address)
+        address = dns.ip_literal(self.endpoint.address)
         rtype = "AAAA" if address and ":" in address else "A"
         try:
             a = dns.lookup(self.host.name, rtype, server, timeout)
@@ -825,7 +968,12 @@ class HostVerification:
         except dns.DnsUnavailable as exc:
             self.add("dns.a", "skip", f"{exc}; needed: {needed[1]}")
         if address is None:
-            self.add("dns.ptr", "skip", "the site gives no IP address (ssh.address) to check a PTR for")
+            self.add(
+                "dns.ptr",
+                "skip",
+                f"no IP address for {self.host.name} to check a PTR for: set hosts[].public_address "
+                "(or pass --address)",
+            )
             return
         reverse = ipaddress.ip_address(address).reverse_pointer
         try:

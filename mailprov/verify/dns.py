@@ -58,8 +58,9 @@ def ip_literal(value: str | None) -> str | None:
 
 
 def needed_records(site: Site, host: Host) -> list[str]:
-    """Zone-file lines the site needs for `host` (MX for the domain, A/AAAA for the name, PTR back)."""
-    address = ip_literal(host.ssh.address)
+    """Zone-file lines the site needs for `host` (MX for the domain, A/AAAA for the name, PTR back), at
+    the host's public address (hosts[].public_address, else ssh.address)."""
+    address = ip_literal(host.public())
     rtype = "AAAA" if address and ":" in address else "A"
     lines = [f"{site.domain}. IN MX 10 {host.name}."]
     lines.append(f"{host.name}. IN {rtype} {address or '<public address of ' + host.name + '>'}")

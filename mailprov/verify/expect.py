@@ -54,6 +54,50 @@ def delivery_recipient(site: Site, host: Host, user: User) -> str:
     return f"{local}@{mail_domain(site, host)}"
 
 
+@dataclass(frozen=True)
+class AliasProbe:
+    """An alias from the site's `aliases:` map to deliver to, and the site users it reaches."""
+
+    alias: str
+    logins: tuple[str, ...]
+
+
+def alias_expansion(site: Site, name: str) -> tuple[frozenset[str], bool]:
+    """The site users mail to `name` reaches through the aliases map (and users' own aliases), and
+    whether it also leaves the site (a target with `@`)."""
+    owners = {alias: user.login for user in site.users for alias in user.aliases}
+    logins = {user.login for user in site.users}
+    reached: set[str] = set()
+    offsite = False
+    seen: set[str] = set()
+    todo = [name]
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        for target in site.aliases.get(current, ()):
+            if "@" in target:
+                offsite = True
+            elif target in site.aliases:
+                todo.append(target)
+            elif target in logins:
+                reached.add(target)
+            elif target in owners:
+                reached.add(owners[target])
+    return frozenset(reached), offsite
+
+
+def alias_probe(site: Site) -> AliasProbe | None:
+    """The first alias of `aliases:` that reaches a site user and no address off the site (a test
+    message is never sent beyond the site), or None."""
+    for alias in site.aliases:
+        reached, offsite = alias_expansion(site, alias)
+        if reached and not offsite:
+            return AliasProbe(alias, tuple(sorted(reached)))
+    return None
+
+
 def relay_variants(host: Host, external: str, user: str = "relaytest") -> tuple[tuple[str, str], ...]:
     """(check name, recipient) for RCPT TO: the plain case and the classic address tricks."""
     h, e = host.name, external
@@ -104,6 +148,20 @@ def _lists(site: Site) -> dict[str, tuple[Restriction, ...]]:
         "relay": r.relay or (),
         "recipient": r.recipient,
     }
+
+
+def is_greylisting(reply_text: str) -> bool:
+    """A deferral that says it is greylisting (postgrey: `450 4.2.0 <…>: Recipient address rejected:
+    Greylisted, see …`). Any other 4xx — `451 4.3.5 Server configuration problem` when the policy service
+    is down, `temporary lookup failure` — is the server failing to take mail, not a policy."""
+    return "greylist" in reply_text.lower()
+
+
+def greylisting_reach(site: Site, *, trusted: bool) -> Reach:
+    """Can greylisting apply to an unauthenticated client sending to a local recipient? It comes from a
+    policy service (check_policy_service: postgrey, or the site's own policy server), so only where one
+    is reached may a greylisting 4xx count where a 2xx or 5xx is due."""
+    return restriction_reach(site, ("check_policy_service",), trusted=trusted)
 
 
 def restriction_reach(site: Site, names: tuple[str, ...], *, trusted: bool) -> Reach:

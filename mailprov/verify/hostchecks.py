@@ -80,3 +80,8 @@ def find_in_maildir(transport: Transport, login: str, token: str) -> list[str]:
     result = transport.run_script(script, check=False, timeout=COMMAND_TIMEOUT)
     # "\n" only, never splitlines(): a file name holding U+2028 or U+0085 is one name, not two.
     return [line for line in result.stdout.split("\n") if line.strip()]
+
+
+def remove_files(transport: Transport, paths: list[str]) -> None:
+    """Remove verify's own test messages (paths find_in_maildir returned) so no mailbox keeps them."""
+    transport.run(["rm", "-f", "--", *paths], check=False, timeout=COMMAND_TIMEOUT)

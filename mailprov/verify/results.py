@@ -1,6 +1,7 @@
-"""What a verification found, and the shapes the CLI prints: table rows and a JSON document.
+"""What a verification found, and the shapes the CLI prints: check rows, summary lines, a JSON document.
 
-Nothing here prints: `report.Reporter` does (`reporter.table(...)`, `reporter.json(...)`).
+Nothing here prints or lays out text: `report.Reporter` does (`reporter.checks(rows)` writes one line per
+check at the terminal's width, with a failure's full detail indented below it; `reporter.json(...)`).
 """
 
 from __future__ import annotations
@@ -44,17 +45,25 @@ def any_failed(results: Mapping[str, Sequence[CheckResult]]) -> bool:
 
 
 def check_rows(results: Mapping[str, Sequence[CheckResult]]) -> list[list[str]]:
-    """Rows for `reporter.table(title, CHECK_COLUMNS, rows)`: every check of every host, in run order."""
+    """Rows for `reporter.checks(rows)` (columns CHECK_COLUMNS): every check of every host, in run order."""
     return [[r.host, r.name, r.status.upper(), r.detail] for checks in results.values() for r in checks]
 
 
 def summary_rows(results: Mapping[str, Sequence[CheckResult]]) -> list[list[str]]:
-    """Rows for `reporter.table("summary", SUMMARY_COLUMNS, rows)`: counts per host."""
+    """Counts per host (columns SUMMARY_COLUMNS)."""
     rows = []
     for host, checks in results.items():
         counts = Counter(r.status for r in checks)
         rows.append([host, str(counts["pass"]), str(counts["fail"]), str(counts["skip"])])
     return rows
+
+
+def summary_lines(results: Mapping[str, Sequence[CheckResult]]) -> list[tuple[str, bool]]:
+    """One line per host for the end of the output, and whether that host passed (no check failed)."""
+    return [
+        (f"{host}: {passed} pass, {failed} fail, {skipped} skip", failed == "0")
+        for host, passed, failed, skipped in summary_rows(results)
+    ]
 
 
 def to_json(results: Mapping[str, Sequence[CheckResult]]) -> dict[str, Any]:

@@ -124,6 +124,7 @@ MUST_PASS_FROM_LAN = (
     "host.tls_key_private", "host.maildir.john", "host.postfix_check", "host.postconf_warnings",
     "host.doveconf", "host.map_fresh.aliases", "host.map_fresh.sender_access", "host.firewall_hooked.ipv4",
     "delivery.smtp_accepted", "delivery.maildir", "delivery.imaps_read", "delivery.pop3s_read",
+    "delivery.site_alias_accepted", "delivery.site_alias_maildir",
 )  # fmt: skip
 SKIPPED_FROM_LAN = ("relay.", "restrictions.non_fqdn_helo", "restrictions.non_fqdn_sender",
                     "restrictions.sender_access_reject", "dns.")  # fmt: skip

@@ -58,6 +58,7 @@ EVERY_FIELD = """\
 domain: example.net
 hosts:
   - name: mx1.example.net
+    public_address: 198.51.100.10
     ssh: {address: 192.0.2.10, port: 2222, user: admin, identity_file: ~/.ssh/id_ed25519,
           known_hosts: known_hosts, become: true, sudo_password: {env: MAILPROV_SUDO}}
   - name: mx2.example.net

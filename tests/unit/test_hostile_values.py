@@ -94,6 +94,8 @@ FIELDS: list[Field] = [
     Field("hosts.*.ssh.address", ("hosts", 0, "ssh", "address"), "192.168.0.10"),
     Field("hosts.*.ssh.address", ("hosts", 0, "ssh", "address"), "gw.example.com"),
     Field("hosts.*.ssh.address", ("hosts", 0, "ssh", "address"), "fe80::1%eth0"),
+    Field("hosts.*.public_address", ("hosts", 0, "public_address"), "203.0.113.10"),
+    Field("hosts.*.public_address", ("hosts", 0, "public_address"), "2001:db8::10"),
     Field("hosts.*.ssh.user", ("hosts", 0, "ssh", "user"), "root"),
     Field("hosts.*.ssh.sudo_password.env", ("hosts", 0, "ssh", "sudo_password", "env"), "MAILPROV_SUDO"),
     Field("myorigin", ("myorigin",), "$mydomain"),
