@@ -225,7 +225,7 @@ def test_submission_block_added_then_really_removed(
 def test_failure_after_switch_restores_previous_config(
     site: Path, hosts: dict[str, Any], lab_connect: Callable[..., Any], tmp_path: Path
 ) -> None:
-    """doveconf accepts a listen address the host does not have; Dovecot then fails to start. apply
+    """doveconf accepts a memory limit no Dovecot process can start in; Dovecot's logins then fail. apply
     must put the previous files back and leave Dovecot answering."""
     host = hosts["bookworm"]
     name = HOSTS["bookworm"]
@@ -235,7 +235,7 @@ def test_failure_after_switch_restores_previous_config(
     broken.write_text(
         site.read_text().replace(
             "dovecot:\n  protocols: [imap, pop3]",
-            "dovecot:\n  protocols: [imap, pop3]\n  extra:\n    listen: 192.0.2.77",
+            "dovecot:\n  protocols: [imap, pop3]\n  extra:\n    default_vsz_limit: 1M",
         )
     )
     result = run_cli("apply", str(broken), "--yes", "--host", name)
@@ -324,17 +324,21 @@ def test_a_running_apply_holds_the_lock(site: Path, hosts: dict[str, Any], lab_c
     name = HOSTS["bookworm"]
     changed = tmp_path / "site.yaml"
     changed.write_text(site.read_text().replace("  root: [john]", "  root: [john]\n  locktest: [john]"))
-    # PID 1 (the host's sshd) stands in for another apply that is still running.
-    root_run(lab_connect, host, "mkdir -p /var/lib/mailprov/lock && echo 1 > /var/lib/mailprov/lock/pid")
+    # A process on the host holds the apply lock, as a running apply would.
+    holder = (
+        "cd /var/lib/mailprov && echo 'PID 4242 since now by tester@lab' > lock.info &&"
+        " (setsid flock apply.lock sleep 60 </dev/null >/dev/null 2>&1 &) && sleep 0.5"
+    )
+    root_run(lab_connect, host, holder)
     try:
         result = run_cli("apply", str(changed), "--yes", "--host", name)
         assert result.returncode == 1
-        assert "another apply (PID 1)" in result.stdout
+        flat = " ".join(re.sub("[│┃]", " ", result.stdout).split())
+        assert "another apply holds the lock: PID 4242 since now by tester@lab" in flat, result.stdout
         assert "locktest" not in root_run(lab_connect, host, "cat /etc/aliases")
     finally:
-        root_run(lab_connect, host, "rm -rf /var/lib/mailprov/lock")
-    # A lock left by a run that died is taken over.
-    root_run(lab_connect, host, "mkdir -p /var/lib/mailprov/lock && echo 999999 > /var/lib/mailprov/lock/pid")
+        root_run(lab_connect, host, "pkill -f '[f]lock apply.lock'")
+    # The holder is gone: the kernel released its lock, and nothing stands in the next apply's way.
     assert run_cli("apply", str(site), "--yes", "--host", name).returncode == 0
 
 
