@@ -26,6 +26,7 @@ class LabTarget:
     root_key: str
     user: str
     known_hosts: str
+    outside_address: str = ""  # the host's address on the "outside" network (10.232.x.y)
 
     @property
     def fqdn(self) -> str:

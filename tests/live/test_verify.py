@@ -67,7 +67,7 @@ def require_lab_route(address: str, netns: str | None = None) -> None:
 def lab_host(request: pytest.FixtureRequest, lab_host_at: Callable[[str, int], LabHost]) -> by_hand.LabTarget:
     h = lab_host_at(request.param, LAB_INDEX)  # our own host: this module breaks and restores it
     require_lab_route(h.address)
-    return by_hand.LabTarget(h.name, h.address, h.ssh_port, h.root_key, h.user, h.known_hosts)
+    return by_hand.LabTarget(h.name, h.address, h.ssh_port, h.root_key, h.user, h.known_hosts, h.outside_address)
 
 
 @pytest.fixture(scope="module")
@@ -92,12 +92,14 @@ def verify_from_lan(p: Provisioned, *, host_checks: bool = True) -> dict[str, Ch
     return {r.name: r for r in checks}
 
 
-def verify_from_outside(p: Provisioned) -> tuple[int, dict[str, dict[str, str]]]:
-    """`python -m mailprov.verify --from-outside` inside the outside namespace (10.232.0.1)."""
+def verify_from_outside(p: Provisioned, address: str | None = None) -> tuple[int, dict[str, dict[str, str]]]:
+    """`python -m mailprov.verify --from-outside` inside the outside namespace (10.232.0.1), at the host's
+    LAN address or at `address` (`--address`: the host's public address for this run)."""
     netns = lab.outside_netns()
-    require_lab_route(p.lab.address, netns)
+    require_lab_route(address or p.lab.address, netns)
     argv = ["ip", "netns", "exec", netns, sys.executable, "-m", "mailprov.verify", str(p.site_path),
-            "--from-outside", "--json", "--no-host-checks", "--no-dns"]  # fmt: skip
+            "--from-outside", "--json", "--no-host-checks", "--no-dns",
+            *(["--address", address] if address else [])]  # fmt: skip
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, cwd=REPO, check=False)
     assert p.password not in proc.stdout + proc.stderr
     assert proc.returncode in (0, 1), proc.stderr
@@ -235,3 +237,25 @@ def test_unknown_host_key_is_refused(provisioned: Provisioned, tmp_path: Path) -
     assert "known_hosts" in checks["host.ssh"].detail or "unknown" in checks["host.ssh"].detail.lower()
     assert not any(name.startswith("host.package") for name in checks)
     assert checks["delivery.maildir"].status == "skip"
+
+
+def test_from_outside_at_the_public_address_and_a_stopped_postgrey_fails(provisioned: Provisioned) -> None:
+    """Reached at its outside address, the host passes; postgrey stopped by hand makes verify FAIL (Postfix
+    then answers `451 4.3.5 Server configuration problem`, which is not greylisting); apply starts it again."""
+    outside = provisioned.lab.outside_address
+    rc, checks = verify_from_outside(provisioned, outside)
+    assert rc == 0, {n: c["detail"] for n, c in checks.items() if c["status"] == "fail"}
+    assert checks["smtp.local_recipient_accepted"]["status"] == "pass"
+    with by_hand.root_transport(provisioned.lab) as root:
+        root.run_script("service postgrey stop >/dev/null 2>&1; true", check=False)
+        try:
+            rc, checks = verify_from_outside(provisioned, outside)
+            assert rc == 1
+            failed = checks["smtp.local_recipient_accepted"]
+            assert failed["status"] == "fail" and "451" in failed["detail"], failed
+        finally:
+            argv = [sys.executable, "-m", "mailprov.cli", "apply", str(provisioned.site_path), "--yes"]
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, cwd=REPO, check=False)
+            assert proc.returncode == 0 and "postgrey is not running: start it" in proc.stdout, proc.stdout[-2000:]
+    rc, _ = verify_from_outside(provisioned, outside)
+    assert rc == 0
