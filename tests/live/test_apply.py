@@ -327,7 +327,7 @@ def test_a_running_apply_holds_the_lock(site: Path, hosts: dict[str, Any], lab_c
     # A process on the host holds the apply lock, as a running apply would.
     holder = (
         "cd /var/lib/mailprov && echo 'PID 4242 since now by tester@lab' > lock.info &&"
-        " (setsid flock apply.lock sleep 60 </dev/null >/dev/null 2>&1 &) && sleep 0.5"
+        " (setsid flock apply.lock sleep 61 </dev/null >/dev/null 2>&1 &) && sleep 0.5"
     )
     root_run(lab_connect, host, holder)
     try:
@@ -337,8 +337,10 @@ def test_a_running_apply_holds_the_lock(site: Path, hosts: dict[str, Any], lab_c
         assert "another apply holds the lock: PID 4242 since now by tester@lab" in flat, result.stdout
         assert "locktest" not in root_run(lab_connect, host, "cat /etc/aliases")
     finally:
-        root_run(lab_connect, host, "pkill -f '[f]lock apply.lock'")
+        root_run(lab_connect, host, "pkill -f '[s]leep 61'; pkill -f '[f]lock apply.lock'; sleep 0.2")
     # The holder is gone: the kernel released its lock, and nothing stands in the next apply's way.
+    assert run_cli("apply", str(changed), "--yes", "--host", name).returncode == 0
+    assert "locktest" in root_run(lab_connect, host, "cat /etc/aliases")
     assert run_cli("apply", str(site), "--yes", "--host", name).returncode == 0
 
 
