@@ -87,17 +87,20 @@ def launcher(script: str, run: str) -> str:
             f"setsid sh {quote(run + '.sh')} {quote(run)} </dev/null >{quote(run + '.out')} 2>&1 &",
             "wait $!",
             f"cat {quote(run + '.out')}",
+            f'[ -f {quote(run + ".rc")} ] || echo "{MARK} died"',  # killed on the host before its last word
             f"exit $(cat {quote(run + '.rc')} 2>/dev/null || echo 1)",
         ]
     )
 
 
 def follow(run: str) -> str:
-    """A later look at a run whose launcher was cut off: wait (up to 30 min) for it to end, print its log."""
-    r = quote(run + ".rc")
+    """A later look at a run whose launcher was cut off: wait while it runs (30 min at most), print its log;
+    a run that died without its last word says so."""
+    r, pid = quote(run + ".rc"), quote(run + ".pid")
     return (
-        f"i=0; while [ ! -f {r} ] && [ $i -lt 3600 ]; do sleep 0.5; i=$((i+1)); done; "
-        f"cat {quote(run + '.out')}; exit $(cat {r} 2>/dev/null || echo 1)"
+        f'i=0; while [ ! -f {r} ] && kill -0 "$(cat {pid} 2>/dev/null)" 2>/dev/null && [ $i -lt 3600 ]; do'
+        f" sleep 0.5; i=$((i+1)); done; cat {quote(run + '.out')};"
+        f' [ -f {r} ] || echo "{MARK} died"; exit $(cat {r} 2>/dev/null || echo 1)'
     )
 
 
@@ -106,7 +109,8 @@ def build_script(plan: HostPlan, stamp: str, who: str = "mailprov") -> str:
     files = plan.files
     owed = "".join(f"{h.owner} {h.action}\n" for h in plan.owed)
     out: list[str] = [
-        'RUN="$1"; umask 022; rm -f "$RUN.sh"',  # sh keeps reading the open file; no secret stays on disk
+        # sh keeps reading its open script: removed at once, no secret stays on disk.
+        'RUN="$1"; umask 022; rm -f "$RUN.sh"; echo $$ > "$RUN.pid"',
         f"STATE={STATE_DIR}; STAMP={quote(stamp)}; BACKUP={BACKUP_DIR}/$STAMP",
         'LOG="$RUN.log"; OUT="$RUN.cmd"; LOCKDIR=',
         FRAME,
@@ -252,7 +256,7 @@ def _record_applied(files: list[ManagedFile]) -> str:
 
 def ended(output: str) -> bool:
     """Whether `output` holds a run's last word (done, or why it stopped)."""
-    return any(line.startswith((f"{MARK} done", f"{MARK} fail ")) for line in output.split("\n"))
+    return any(line.startswith((f"{MARK} done", f"{MARK} fail ", f"{MARK} died")) for line in output.split("\n"))
 
 
 def step_names(plan: HostPlan) -> list[str]:
@@ -284,6 +288,12 @@ def parse_result(host: str, rc: int, output: str) -> ApplyResult:
         elif kind == "done":
             done = True
             clock = parts[2] if len(parts) > 2 else clock
+        elif kind == "died":
+            failed = steps[-1] if steps else "start"
+            message = (
+                f"the apply stopped on the host during {failed} without finishing (was it killed?): "
+                "the next `mailprov plan` shows what it still owes"
+            )
     tail = "\n".join(line for line in lines[-15:] if line and not line.startswith(MARK))
     ok = rc == 0 and done and failed is None
     if not ok and failed is None:

@@ -170,3 +170,9 @@ def test_launcher_detaches_the_run_and_follow_reads_it_later() -> None:
     assert "while [ ! -f /var/lib/mailprov/runs/x-1.rc ]" in follow("/var/lib/mailprov/runs/x-1")
     assert ended("@@MP step a 10:00:00\n@@MP done 10:00:01\n") and not ended("@@MP step a 10:00:00\n")
     subprocess.run(["sh", "-n"], input=text, text=True, check=True)
+
+
+def test_a_run_killed_on_the_host_is_reported_as_such() -> None:
+    result = parse_result("h", 1, "@@MP step stage 10:00:00\n@@MP step switch 10:00:01\n@@MP died\n")
+    assert not result.ok and result.failed_step == "switch"
+    assert "stopped on the host during switch without finishing" in result.message
