@@ -227,7 +227,7 @@ def _rollback(plan: HostPlan, files: tuple[ManagedFile, ...]) -> str:
         f' cp -p "$BACKUP"{quote(f.path)} {quote(f.path)}; else rm -f {quote(f.path)}; fi;; esac'
         for f in files
     ]
-    again = [f"run {join(cmd.argv)} </dev/null" for h in plan.handlers for cmd in h.commands]
+    again = [f"run {join(cmd.argv)} </dev/null" for h in plan.rollback for cmd in h.commands]
     health = " && ".join(f"run {join(cmd.argv)} </dev/null" for cmd in plan.health) or "true"
     staged = " ".join(quote(f.path + STAGED_SUFFIX) for f in files) or ":"
     body = "\n  ".join([*restore, *again]) or ":"

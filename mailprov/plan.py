@@ -37,6 +37,7 @@ class HostPlan:
     changes: tuple[Change, ...]
     owed: tuple[Handler, ...]  # what the changes notified, for the record
     handlers: tuple[HandlerStep, ...]  # what runs, in order, each once
+    rollback: tuple[HandlerStep, ...]  # after restoring the previous files: the same owners, restarted
     gates: tuple[Gate, ...]
     health: tuple[Command, ...]
     shell: str  # the sh functions the commands call
@@ -105,6 +106,11 @@ def build_plan(ctx: HostContext, facts: Facts, registry: Sequence[Resource[Any]]
         for handler in change.notifies:
             owed[handler.owner].add(handler.action)
     handlers = [step for r in registry if r.name in owed for step in r.handle(ctx, frozenset(owed[r.name]))]
+    # A restart, not a reload, brings the previous configuration back: it also clears what a daemon that
+    # died on the new one left behind (Postfix's master throttles a service that keeps dying).
+    rollback = [
+        step for r in registry if r.name in owed for step in r.handle(ctx, frozenset({*owed[r.name], "restart"}))
+    ]
     written = frozenset(c.file.path for c in changes if c.file is not None)
     gates = [gate for r in registry for gate in r.gates(ctx, written)] if written else []
     health = [command for r in registry for command in r.health(ctx)] if handlers else []
@@ -114,6 +120,7 @@ def build_plan(ctx: HostContext, facts: Facts, registry: Sequence[Resource[Any]]
         changes=tuple(changes),
         owed=tuple(sorted(Handler(owner, action) for owner, actions in owed.items() for action in actions)),
         handlers=tuple(handlers),
+        rollback=tuple(rollback),
         gates=tuple(gates),
         health=tuple(health),
         shell="".join(dict.fromkeys(text for r in registry for text in r.shell)),
