@@ -152,6 +152,21 @@ class Daemon:
 
 
 @dataclass(frozen=True)
+class DnsRecord:
+    """One record the site needs published, as a resource sees it from its host's facts.
+
+    `value` is the record's data in presentation form, except TXT: the unquoted full text (the DNS module
+    splits it into 255-byte strings). `name` is absolute, without the trailing dot.
+    """
+
+    name: str  # "mail._domainkey.example.test"
+    rtype: str  # "MX" | "A" | "AAAA" | "TXT" | "PTR"
+    value: str  # "10 mx1.example.test." | "192.0.2.10" | "v=DKIM1; k=rsa; p=MIIB..."
+    ttl: int = 3600
+    why: str = ""  # "DKIM key of selector mail, read on mx1.example.test"
+
+
+@dataclass(frozen=True)
 class Desired:
     """A resource's wish for one host. Resources add their own typed fields in subclasses."""
 
@@ -198,6 +213,10 @@ class Resource(Generic[D]):
 
     def health(self, ctx: HostContext) -> Sequence[Command]:
         """Proof after the handlers that what this resource runs is serving."""
+        return ()
+
+    def records(self, ctx: HostContext, facts: Facts) -> Sequence[DnsRecord]:
+        """DNS records this resource needs published, from the host's facts (e.g. a DKIM key read there)."""
         return ()
 
     def checks(self, ctx: HostContext) -> Sequence[HostCheck]:
