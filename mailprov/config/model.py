@@ -84,6 +84,12 @@ class SshSettings(Model):
     known_hosts: LocalPath | None = None
     become: bool = False  # run as root through sudo
     sudo_password: SecretRef | None = None
+    # paramiko (in-process, the default) or the system `ssh` (the admin's ~/.ssh/config, agent, FIDO keys,
+    # ProxyJump, certificates); the CLI's --transport overrides it for a run.
+    transport: Literal["paramiko", "openssh"] = "paramiko"
+    # ssh-rsa host keys and signatures, SHA-1 key exchange and old ciphers/MACs, for this host only
+    # (CentOS 5/6 sshd). Only the openssh transport can use them.
+    legacy_algorithms: bool = False
 
 
 def check_public_address(value: str) -> str:

@@ -60,7 +60,8 @@ hosts:
   - name: mx1.example.net
     public_address: 198.51.100.10
     ssh: {address: 192.0.2.10, port: 2222, user: admin, identity_file: ~/.ssh/id_ed25519,
-          known_hosts: known_hosts, become: true, sudo_password: {env: MAILPROV_SUDO}}
+          known_hosts: known_hosts, become: true, sudo_password: {env: MAILPROV_SUDO},
+          transport: openssh, legacy_algorithms: true}
   - name: mx2.example.net
     ssh: {address: 'fe80::1%eth0'}
 myorigin: $myhostname
