@@ -23,7 +23,9 @@ from mailprov.facts.platform import PRESETS, OsFamily, Platform
 from mailprov.facts.probe import Facts, Read, parse_probe, probe_script, unique
 from mailprov.plan import HostPlan, build_plan, reads
 from mailprov.resources.base import HostContext
-from mailprov.transport.base import SshTarget, Transport
+from mailprov.transport import connect, make
+from mailprov.transport.base import SshTarget, Transport, TransportKind
+from mailprov.transport.openssh import OpenSshTransport
 from mailprov.transport.ssh import SshTransport
 
 T = TypeVar("T")
@@ -35,6 +37,7 @@ class RunOptions:
     workers: int = 10
     known_hosts: str | None = None  # extra known_hosts file for every host (CLI), besides the site's
     site_file: Path | None = None  # to place a refusal found while planning at its file:line
+    transport: TransportKind | None = None  # the CLI's --transport, over every host's ssh.transport
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,8 @@ def target_for(host: Host, options: RunOptions, base_dir: Path) -> SshTarget:
         become=ssh.become,
         sudo_password=password,
         accept_new_host_keys=options.accept_new_host_keys,
+        kind=options.transport or ssh.transport,
+        legacy_algorithms=ssh.legacy_algorithms,
     )
 
 
@@ -140,7 +145,7 @@ def run_hosts(
 ) -> list[HostOutcome]:
     def one(host: Host) -> HostOutcome:
         try:
-            with SshTransport(target_for(host, options, base_dir)) as transport:
+            with make(target_for(host, options, base_dir)) as transport:
                 outcome = work(host, transport)
                 return HostOutcome(
                     outcome.host, outcome.plan, outcome.result, outcome.error, transport.round_trips, outcome.secrets
@@ -171,12 +176,12 @@ def apply_site(
     expected: facts fingerprints from a saved plan; a host whose facts differ is refused, not applied.
     """
     say = progress or (lambda _line: None)
-    transports: dict[str, SshTransport] = {}
+    transports: dict[str, SshTransport | OpenSshTransport] = {}
     try:
 
         def plan_one(host: Host) -> HostOutcome:
             try:
-                transport = SshTransport(target_for(host, options, base_dir))
+                transport = make(target_for(host, options, base_dir))
                 transport.connect()
                 transports[host.name] = transport
                 return HostOutcome(host.name, plan=plan_host(site, host, transport, base_dir))
@@ -221,9 +226,7 @@ def _placed(exc: MailprovError, options: RunOptions) -> str:
 
 
 def _connected(target: SshTarget) -> Transport:
-    transport = SshTransport(target)
-    transport.connect()
-    return transport
+    return connect(target)
 
 
 def _check_unchanged(outcome: HostOutcome, expected: Mapping[str, str]) -> HostOutcome:

@@ -1,15 +1,17 @@
-"""The transport: the only door to a host (SSH with paramiko, or this machine)."""
+"""The transport: the only door to a host (SSH with paramiko or the system ssh, or this machine)."""
 
 from __future__ import annotations
 
 from mailprov.transport.base import CommandResult, SshTarget, Transport
 from mailprov.transport.local import LocalTransport
+from mailprov.transport.openssh import OpenSshTransport
 from mailprov.transport.shell import Script, heredoc, join, mask, quote
 from mailprov.transport.ssh import SshTransport
 
 __all__ = [
     "CommandResult",
     "LocalTransport",
+    "OpenSshTransport",
     "Script",
     "SshTarget",
     "SshTransport",
@@ -17,13 +19,19 @@ __all__ = [
     "connect",
     "heredoc",
     "join",
+    "make",
     "mask",
     "quote",
 ]
 
 
-def connect(target: SshTarget) -> SshTransport:
-    """An open SshTransport to `target` (host key checked, logged in); close it, or use `with`."""
-    transport = SshTransport(target)
+def make(target: SshTarget) -> SshTransport | OpenSshTransport:
+    """The transport `target.kind` names, not connected yet (it connects on first use, or connect())."""
+    return OpenSshTransport(target) if target.kind == "openssh" else SshTransport(target)
+
+
+def connect(target: SshTarget) -> SshTransport | OpenSshTransport:
+    """An open transport to `target` (host key checked, logged in); close it, or use `with`."""
+    transport = make(target)
     transport.connect()
     return transport

@@ -229,6 +229,7 @@ FIELDS: list[Field] = [
 LOCAL_ONLY: dict[str, str] = {
     "hosts.*.ssh.identity_file": "SSH key file on the admin's machine, opened by paramiko",
     "hosts.*.ssh.known_hosts": "known_hosts file on the admin's machine, read by mailprov",
+    "hosts.*.ssh.transport": "a choice (paramiko | openssh) mailprov reads; any other value is refused",
     "hosts.*.ssh.sudo_password.file": "secret file on the admin's machine; the secret itself never prints",
     "users.*.password.file": "secret file on the admin's machine; the password is hashed before use",
     "tls.files.cert": "read on the admin's machine; the host path is tls.cert_path",
