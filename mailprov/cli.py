@@ -5,13 +5,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from mailprov import __version__
 from mailprov.errors import MailprovError
 from mailprov.report import Reporter
+
+if TYPE_CHECKING:
+    from mailprov.transport.base import TransportKind
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -125,7 +128,18 @@ def _site_options(func: F) -> F:
         "always refused, and so is a key of a new type for a known name (stricter than OpenSSH).",
     )(func)
     func = click.option("--known-hosts", type=click.Path(dir_okay=False), help="Extra known_hosts file.")(func)
+    func = _transport_option(func)
     return func
+
+
+def _transport_option(func: F) -> F:
+    return click.option(
+        "--transport",
+        type=click.Choice(["paramiko", "openssh"]),
+        default=None,
+        help="SSH implementation for every host of this run, over the site's ssh.transport: paramiko (built in) or "
+        "openssh (the system ssh: your ~/.ssh/config, agent, FIDO keys, ProxyJump, certificates).",
+    )(func)
 
 
 @main.command()
@@ -139,6 +153,7 @@ def plan(
     host_names: tuple[str, ...],
     accept_new_host_keys: bool,
     known_hosts: str | None,
+    transport: TransportKind | None,
     as_json: bool,
     out: str | None,
 ) -> None:
@@ -152,7 +167,9 @@ def plan(
 
     model = load_site(site)
     require_secrets(model, site)  # before connecting anywhere
-    options = RunOptions(accept_new_host_keys=accept_new_host_keys, known_hosts=known_hosts, site_file=Path(site))
+    options = RunOptions(
+        accept_new_host_keys=accept_new_host_keys, known_hosts=known_hosts, site_file=Path(site), transport=transport
+    )
     outcomes = plan_site(model, select_hosts(model, host_names), options, Path(site).resolve().parent)
     reporter = Reporter()
     if as_json:
@@ -188,6 +205,7 @@ def apply(
     host_names: tuple[str, ...],
     accept_new_host_keys: bool,
     known_hosts: str | None,
+    transport: TransportKind | None,
     yes: bool,
     as_json: bool,
     plan_file: str | None,
@@ -199,7 +217,9 @@ def apply(
 
     model = load_site(site)
     require_secrets(model, site)  # before connecting anywhere
-    options = RunOptions(accept_new_host_keys=accept_new_host_keys, known_hosts=known_hosts, site_file=Path(site))
+    options = RunOptions(
+        accept_new_host_keys=accept_new_host_keys, known_hosts=known_hosts, site_file=Path(site), transport=transport
+    )
     reporter = Reporter()
     expected = None
     if plan_file:
@@ -260,6 +280,7 @@ def apply(
     "(stricter than OpenSSH).",
 )
 @click.option("--known-hosts", type=click.Path(dir_okay=False), help="Extra known_hosts file.")
+@_transport_option
 @_handle_errors
 def verify(
     site: str,
@@ -271,6 +292,7 @@ def verify(
     no_dns: bool,
     accept_new_host_keys: bool,
     known_hosts: str | None,
+    transport: TransportKind | None,
 ) -> None:
     """Prove from the network that each host works as a mail server and is safe. Exit 1 if a check fails."""
     from mailprov.config.loader import load_site
@@ -291,7 +313,7 @@ def verify(
     model = load_site(site)
     base_dir = Path(site).resolve().parent
     hosts = with_address(select_hosts(model, host_names), address)
-    run_options = RunOptions(accept_new_host_keys=accept_new_host_keys, known_hosts=known_hosts)
+    run_options = RunOptions(accept_new_host_keys=accept_new_host_keys, known_hosts=known_hosts, transport=transport)
 
     def transport_for(host: Host) -> Transport:
         return connect(target_for(host, run_options, base_dir))

@@ -23,6 +23,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Final
@@ -393,6 +394,9 @@ class OpenSshTransport(ShellTransport):
         if pid is not None and _alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)  # the master removes its socket and says goodbye to sshd
+            deadline = time.monotonic() + 2.0
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.01)
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
@@ -420,9 +424,15 @@ class OpenSshTransport(ShellTransport):
         try:
             out, err = proc.communicate(stdin or b"", timeout=timeout)
         except subprocess.TimeoutExpired:
+            # The client passed its stdio to the master (fd passing), which holds the pipes until the remote
+            # command ends: reap the client, never wait for EOF.
             proc.kill()
             with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.communicate(timeout=5.0)
+                proc.wait(timeout=5.0)
+            for pipe in (proc.stdin, proc.stdout, proc.stderr):
+                if pipe is not None:
+                    with contextlib.suppress(OSError):
+                        pipe.close()
             raise TransportError(f"{self.host}: command timed out after {timeout:g}s: {display}") from None
         text_err = err.decode("utf-8", errors="replace")
         if proc.returncode == 255 and (not _alive(pid) or _mux_failed(text_err)):
