@@ -429,3 +429,35 @@ def test_paramiko_says_what_to_set_for_an_old_sshd(servers: tuple[Server, Server
     message = str(caught.value)
     assert "Incompatible ssh peer" in message
     assert "ssh.transport: openssh" in message and "ssh.legacy_algorithms: true" in message
+
+
+@pytest.mark.parametrize("command", ["plan", "apply", "verify"])
+def test_the_cli_offers_transport_on(command: str) -> None:
+    from click.testing import CliRunner
+
+    from mailprov.cli import main
+
+    runner = CliRunner()
+    assert "--transport [paramiko|openssh]" in runner.invoke(main, [command, "--help"]).output
+    refused = runner.invoke(main, [command, "site.yaml", "--transport", "libssh"])
+    assert refused.exit_code == 2 and "'libssh' is not one of" in refused.output
+
+
+def test_the_cli_flag_reaches_every_host_target(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from mailprov import orchestrate
+    from mailprov.cli import main
+
+    seen: list[SshTarget] = []
+
+    def fake_plan_site(site: Any, hosts: Any, options: RunOptions, base_dir: Path) -> list[Any]:
+        seen.extend(target_for(h, options, base_dir) for h in hosts)
+        return []
+
+    monkeypatch.setattr(orchestrate, "plan_site", fake_plan_site)
+    monkeypatch.setenv("MAILPROV_ALICE_PASSWORD", "Pw-for-the-test-1")
+    site = str(Path(__file__).parents[2] / "inventories" / "minimal.yaml")
+    result = CliRunner().invoke(main, ["plan", site, "--transport", "openssh"])
+    assert result.exit_code == 0, result.output
+    assert [t.kind for t in seen] == ["openssh"]
