@@ -30,7 +30,7 @@ from typing import Final
 
 from mailprov.errors import HostKeyError, TransportError
 from mailprov.transport import shell
-from mailprov.transport.base import ShellTransport, SshTarget
+from mailprov.transport.base import CommandResult, ShellTransport, SshTarget
 from mailprov.transport.shell import Become, ssh_option_path
 
 log = logging.getLogger(__name__)
@@ -403,6 +403,25 @@ class OpenSshTransport(ShellTransport):
 
     def _sudo_password(self) -> str | None:
         return self._target.sudo_password
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        check: bool = True,
+        timeout: float | None = 300.0,
+        secrets: Sequence[str] = (),
+    ) -> CommandResult:
+        """As every transport's, but a command line holding a secret is refused: here it would be an argv of
+        the local ssh, which `ps` shows to every user of this machine."""
+        line = shell.join(argv)
+        if any(secret and secret in line for secret in self._all_secrets(secrets)):
+            raise TransportError(
+                f"{self.host}: a secret would be on the ssh command line (shown by ps): it goes on stdin. "
+                "Nothing was run."
+            )
+        return super().run(argv, stdin=stdin, check=check, timeout=timeout, secrets=secrets)
 
     def _become_mode(self) -> Become:
         self.connect()

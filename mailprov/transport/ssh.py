@@ -334,9 +334,9 @@ def paramiko_legacy_gaps() -> tuple[str, ...]:
 
 def _legacy_hint() -> str:
     gaps = paramiko_legacy_gaps()
-    lacks = f"paramiko {paramiko.__version__} has no {' and no '.join(gaps)}" if gaps else "paramiko"
+    lacks = f", and paramiko {paramiko.__version__} has no {' and no '.join(gaps)}" if gaps else ""
     return (
-        f"The server may be an old sshd (CentOS 5/6) that offers only legacy algorithms, and {lacks}: set "
+        f"The server may be an old sshd (CentOS 5/6) that offers only legacy algorithms{lacks}: set "
         "`ssh.transport: openssh` and `ssh.legacy_algorithms: true` for this host."
     )
 

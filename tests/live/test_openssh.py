@@ -4,7 +4,8 @@ host and mailprov reads how it ended over a new connection); and a host whose ss
 (an RSA host key only, `HostKeyAlgorithms ssh-rsa`, `KexAlgorithms diffie-hellman-group14-sha1`): applied
 with `legacy_algorithms: true`, refused clearly without it and by paramiko.
 
-Hosts of this module only: bookworm-20, trixie-20, bookworm-21, started afresh (a first apply has work).
+Hosts of this module only: bookworm-20, trixie-20, bookworm-21, started afresh (a first apply has work); the
+old sshd's apply (the minimal site) runs while the first test's does, so the module takes about 3 minutes.
 Every `ssh` mailprov starts goes through a logging wrapper first in PATH, so the test sees that the system ssh
 did the work, one master per host.
 """
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -41,16 +43,15 @@ LEGACY_SSHD = (
 )
 
 
-def own_host(distro: str, index: int) -> LabHost:
-    """`<distro>-<index>` started afresh from the image, and no other host started (lab.up(d, n) would start
+def own_hosts(wanted: list[tuple[str, int]]) -> list[LabHost]:
+    """These hosts started afresh from their images, and no other host started (lab.up(d, n) would start
     1..n, hosts of other modules among them)."""
     from mailprov import lab
 
     up_at = getattr(lab, "up_at", None)
     if up_at is not None:
-        hosts: list[LabHost] = up_at(distro, [index], fresh=True)
-        return hosts[0]
-    # Until lab.up_at is there: the steps lab.up takes, for this one index.
+        return [up_at(distro, [index], fresh=True)[0] for distro, index in wanted]
+    # Until lab.up_at is there: the steps lab.up takes, for just these indices (booted in parallel).
     from mailprov.lab import api, images
     from mailprov.lab.commands import exclusive_lock
     from mailprov.lab.network import ensure_lab_networks, host_network
@@ -58,26 +59,35 @@ def own_host(distro: str, index: int) -> LabHost:
     from mailprov.lab.users import register_user
 
     paths = LabPaths.from_env()
-    image = images.ensure_image(distro, None, paths)
-    net = host_network(distro, index)
+    nets = [host_network(distro, index) for distro, index in wanted]
+    for distro in {d for d, _ in wanted}:
+        images.ensure_image(distro, None, paths)
     with exclusive_lock(paths.lock):
         register_user(paths)
         api._ensure_lab_key(paths)
         ensure_lab_networks()
-        failures = api._start_all(paths, [net], image)  # start_host stops the host first: fresh
+        failures: list[str] = []
+        for distro in sorted({d for d, _ in wanted}):  # start_host stops a host first: fresh
+            image = images.ensure_image(distro, None, paths)
+            failures += api._start_all(paths, [n for n in nets if n.distro == distro], image)
         api._write_inventory(paths)
     assert not failures, failures
-    return api._lab_host(paths, net)
+    return [api._lab_host(paths, net) for net in nets]
 
 
 @pytest.fixture(scope="module")
 def hosts(lab_session: ModuleType) -> dict[str, LabHost]:
-    return {"bookworm": own_host("bookworm", INDEX), "trixie": own_host("trixie", INDEX)}
+    bookworm, trixie, old = own_hosts([("bookworm", INDEX), ("trixie", INDEX), ("bookworm", LEGACY_INDEX)])
+    return {"bookworm": bookworm, "trixie": trixie, "old": old}
 
 
 @pytest.fixture(scope="module")
 def ssh_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A PATH directory whose `ssh` logs each argv (one line) and runs the real one."""
+    return logging_ssh(tmp_path_factory)
+
+
+def logging_ssh(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A PATH directory whose `ssh` logs each argv (one line) and runs the real one; returns the log."""
     bindir = tmp_path_factory.mktemp("sshbin")
     log = bindir / "ssh.log"
     wrapper = bindir / "ssh"
@@ -97,6 +107,7 @@ def env(ssh_log: Path) -> dict[str, str]:
     return {
         **os.environ,
         "MAILPROV_VERIFY_PASSWORD": PASSWORD,
+        "MAILPROV_ALICE_PASSWORD": PASSWORD,
         "PATH": f"{ssh_log.parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
     }
 
@@ -109,9 +120,9 @@ def host_entry(name: str, host: LabHost, user: str, extra: str = "") -> str:
     )
 
 
-def write_site(path: Path, entries: list[str]) -> Path:
-    """The verify test's site with its hosts replaced by `entries`."""
-    text = TEMPLATE.read_text()
+def write_site(path: Path, entries: list[str], template: Path = TEMPLATE) -> Path:
+    """The verify test's site (or `template`) with its hosts replaced by `entries`."""
+    text = template.read_text()
     head, _, rest = text.partition("hosts:\n")
     _, _, tail = rest.partition("\nmyorigin:")
     path.write_text(f"{head}hosts:\n{''.join(entries)}\nmyorigin:{tail}")
@@ -159,8 +170,9 @@ def wait_for(predicate: Any, timeout: float, what: str) -> None:
 
 
 def test_plan_apply_cut_plan_verify_over_openssh(
-    hosts: dict[str, LabHost], ssh_log: Path, tmp_path: Path, lab_connect: Any
+    hosts: dict[str, LabHost], ssh_log: Path, tmp_path: Path, lab_connect: Any, legacy_apply: LegacyApply
 ) -> None:
+    # legacy_apply: the old sshd's apply runs meanwhile (the next test reads it), so the module stays short.
     bookworm, trixie = hosts["bookworm"], hosts["trixie"]
     # bookworm chooses openssh in the site; trixie's site says nothing and --transport openssh picks it.
     site = write_site(
@@ -213,26 +225,50 @@ def test_plan_apply_cut_plan_verify_over_openssh(
     assert not masters(bookworm.address) and not masters(trixie.address)  # every master closed at the end
 
 
+@dataclass
+class LegacyApply:
+    host: LabHost
+    plain: Path  # the site without legacy_algorithms
+    legacy: Path  # with it
+    log: Path  # what the apply's ssh was given
+    proc: subprocess.Popen[str]  # `mailprov apply --yes legacy`, started by the fixture
+
+
 @pytest.fixture(scope="module")
-def old_sshd(lab_session: ModuleType, lab_connect: Any) -> Iterator[LabHost]:
-    """bookworm-21 with its sshd reconfigured as an old one (drop-in, then SIGHUP: sshd is the host's PID 1
-    and re-executes itself with the new configuration); the drop-in is removed afterwards."""
-    host = own_host("bookworm", LEGACY_INDEX)
+def legacy_apply(
+    hosts: dict[str, LabHost], lab_connect: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LegacyApply]:
+    """bookworm-21 with its sshd reconfigured as an old one (a drop-in, then SIGHUP: sshd is the host's PID 1
+    and re-executes itself with the new configuration), and `apply` of the minimal site over openssh with
+    legacy_algorithms started on it; the drop-in is removed afterwards."""
+    host = hosts["old"]
     root = Root(lab_connect, host)
     rsa = root.run("cat /etc/ssh/ssh_host_rsa_key.pub").split()[:2]  # read over a checked connection
-    known = Path(host.known_hosts).read_text().splitlines()
     # The lab records every key of the host, its ssh-rsa one among them: what an old sshd would show.
-    assert f"{host.address} {rsa[0]} {rsa[1]}" in known
+    assert f"{host.address} {rsa[0]} {rsa[1]}" in Path(host.known_hosts).read_text().splitlines()
     root.run(f"printf '%s' '{LEGACY_SSHD}' > {LEGACY_DROP_IN} && /usr/sbin/sshd -t && kill -HUP 1")
     wait_for(lambda: _offers_only_legacy(host), 20, "the old-style sshd")
-    yield host
-    # paramiko cannot reach it any more: the system ssh with the old algorithms puts the modern sshd back.
-    subprocess.run(
-        ["ssh", *LEGACY_OPTIONS, "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={host.known_hosts}",
-         "-o", "StrictHostKeyChecking=yes", "-i", host.root_key, "-l", "root", host.address,
-         f"rm -f {LEGACY_DROP_IN} && kill -HUP 1"],
-        capture_output=True, timeout=30, check=True,
-    )  # fmt: skip
+    tmp = tmp_path_factory.mktemp("legacy")
+    name, minimal = "mx21.example.test", ROOT / "inventories" / "minimal.yaml"
+    plain = write_site(tmp / "plain.yaml", [host_entry(name, host, "root", "      transport: openssh\n")], minimal)
+    legacy_entry = "      transport: openssh\n      legacy_algorithms: true\n"
+    legacy = write_site(tmp / "legacy.yaml", [host_entry(name, host, "root", legacy_entry)], minimal)
+    log = logging_ssh(tmp_path_factory)
+    argv = [*MAILPROV, "apply", "--yes", str(legacy)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env(log))
+    try:
+        yield LegacyApply(host, plain, legacy, log, proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        # paramiko cannot reach it any more: the system ssh with the old algorithms puts the modern sshd back.
+        subprocess.run(
+            ["ssh", *LEGACY_OPTIONS, "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={host.known_hosts}",
+             "-o", "StrictHostKeyChecking=yes", "-i", host.root_key, "-l", "root", host.address,
+             f"rm -f {LEGACY_DROP_IN} && kill -HUP 1"],
+            capture_output=True, timeout=30, check=True,
+        )  # fmt: skip
 
 
 def _offers_only_legacy(host: LabHost) -> bool:
@@ -244,29 +280,25 @@ def _offers_only_legacy(host: LabHost) -> bool:
     return "no matching host key type found" in probe.stderr or "no matching key exchange" in probe.stderr
 
 
-def test_an_old_sshd_needs_legacy_algorithms(old_sshd: LabHost, ssh_log: Path, tmp_path: Path) -> None:
-    name = "mx21.example.test"
-    plain = write_site(tmp_path / "plain.yaml", [host_entry(name, old_sshd, "root", "      transport: openssh\n")])
-    refused = run_cli("plan", str(plain), ssh_log=ssh_log)
-    assert refused.returncode == 1, refused.stdout + refused.stderr
+def test_an_old_sshd_needs_legacy_algorithms(legacy_apply: LegacyApply, ssh_log: Path) -> None:
+    run = legacy_apply
+    refused = run_cli("plan", str(run.plain), ssh_log=ssh_log)
     said = refused.stdout + refused.stderr
+    assert refused.returncode == 1, said
     assert "ssh.legacy_algorithms: true" in said and "diffie-hellman-group14-sha1" in said, said
     assert "Nothing was run" in said, said
 
     # paramiko: refused before connecting with legacy_algorithms, and told what to set without it.
-    legacy_entry = "      transport: openssh\n      legacy_algorithms: true\n"
-    legacy = write_site(tmp_path / "legacy.yaml", [host_entry(name, old_sshd, "root", legacy_entry)])
-    by_paramiko = run_cli("plan", str(legacy), "--transport", "paramiko", ssh_log=ssh_log)
+    by_paramiko = run_cli("plan", str(run.legacy), "--transport", "paramiko", ssh_log=ssh_log)
     said = by_paramiko.stdout + by_paramiko.stderr
     assert by_paramiko.returncode == 1 and "paramiko" in said and "ssh.transport: openssh" in said, said
-    no_legacy = run_cli("plan", str(plain), "--transport", "paramiko", ssh_log=ssh_log)
+    no_legacy = run_cli("plan", str(run.plain), "--transport", "paramiko", ssh_log=ssh_log)
     said = no_legacy.stdout + no_legacy.stderr
     assert no_legacy.returncode == 1 and "Incompatible ssh peer" in said, said
     assert "ssh.transport: openssh" in said and "ssh.legacy_algorithms: true" in said, said
 
-    ssh_log.write_text("")
-    applied = run_cli("apply", "--yes", str(legacy), ssh_log=ssh_log)
-    assert applied.returncode == 0, applied.stdout + applied.stderr
-    assert "KexAlgorithms=+diffie-hellman-group14-sha1" in ssh_log.read_text()
-    again = run_cli("plan", str(legacy), ssh_log=ssh_log)
+    out, _ = run.proc.communicate(timeout=600)  # the apply the fixture started
+    assert run.proc.returncode == 0, out
+    assert "KexAlgorithms=+diffie-hellman-group14-sha1" in run.log.read_text()
+    again = run_cli("plan", str(run.legacy), ssh_log=ssh_log)
     assert again.returncode == 0 and "no changes" in again.stdout, again.stdout + again.stderr

@@ -222,6 +222,16 @@ def test_accept_new_is_never_asked_of_openssh(monkeypatch: pytest.MonkeyPatch) -
         OpenSshTransport(replace(BASE, accept_new_host_keys=True)).connect()
 
 
+def test_a_secret_never_reaches_the_ssh_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(subprocess, "run", _must_not_connect)
+    monkeypatch.setattr(subprocess, "Popen", _must_not_connect)
+    t = OpenSshTransport(replace(BASE, sudo_password="s3cret-pw"))
+    for argv, secrets in ((["echo", "hunter2"], ["hunter2"]), (["echo", "s3cret-pw"], [])):
+        with pytest.raises(TransportError, match="goes on stdin") as caught:
+            t.run(argv, secrets=secrets)
+        assert "hunter2" not in str(caught.value) and "s3cret-pw" not in str(caught.value)
+
+
 def _must_not_connect(*args: object, **kwargs: object) -> Any:
     raise AssertionError("connected although it had to refuse first")
 
