@@ -120,12 +120,20 @@ def host_entry(name: str, host: LabHost, user: str, extra: str = "") -> str:
     )
 
 
-def write_site(path: Path, entries: list[str], template: Path = TEMPLATE) -> Path:
-    """The verify test's site (or `template`) with its hosts replaced by `entries`."""
-    text = template.read_text()
+def write_site(path: Path, entries: list[str]) -> Path:
+    """The verify test's site with its hosts replaced by `entries`."""
+    text = TEMPLATE.read_text()
     head, _, rest = text.partition("hosts:\n")
     _, _, tail = rest.partition("\nmyorigin:")
     path.write_text(f"{head}hosts:\n{''.join(entries)}\nmyorigin:{tail}")
+    return path
+
+
+def write_minimal_site(path: Path, entry: str) -> Path:
+    """inventories/minimal.yaml (Postfix and Dovecot, fewer packages) for the host of `entry`."""
+    text = (ROOT / "inventories" / "minimal.yaml").read_text()
+    assert "  - name: mail.example.org\n" in text
+    path.write_text(text.replace("  - name: mail.example.org\n", entry))
     return path
 
 
@@ -249,10 +257,10 @@ def legacy_apply(
     root.run(f"printf '%s' '{LEGACY_SSHD}' > {LEGACY_DROP_IN} && /usr/sbin/sshd -t && kill -HUP 1")
     wait_for(lambda: _offers_only_legacy(host), 20, "the old-style sshd")
     tmp = tmp_path_factory.mktemp("legacy")
-    name, minimal = "mx21.example.test", ROOT / "inventories" / "minimal.yaml"
-    plain = write_site(tmp / "plain.yaml", [host_entry(name, host, "root", "      transport: openssh\n")], minimal)
+    name = "mx21.example.org"
+    plain = write_minimal_site(tmp / "plain.yaml", host_entry(name, host, "root", "      transport: openssh\n"))
     legacy_entry = "      transport: openssh\n      legacy_algorithms: true\n"
-    legacy = write_site(tmp / "legacy.yaml", [host_entry(name, host, "root", legacy_entry)], minimal)
+    legacy = write_minimal_site(tmp / "legacy.yaml", host_entry(name, host, "root", legacy_entry))
     log = logging_ssh(tmp_path_factory)
     argv = [*MAILPROV, "apply", "--yes", str(legacy)]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env(log))
