@@ -471,3 +471,23 @@ def test_the_cli_flag_reaches_every_host_target(monkeypatch: pytest.MonkeyPatch)
     result = CliRunner().invoke(main, ["plan", site, "--transport", "openssh"])
     assert result.exit_code == 0, result.output
     assert [t.kind for t in seen] == ["openssh"]
+
+
+def test_ssh_config_and_proxy_jump_work_as_in_a_terminal(servers: tuple[Server, Server], tmp_path: Path) -> None:
+    """Everything from the admin's ssh_config: the name, the jump host, the key; the system ssh does it."""
+    sshd = servers[0].sshd
+    known = tmp_path / "known_hosts"
+    known.write_text(servers[0].known(sshd.host_key_line))
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        f"Host bastion inner\n  HostName 127.0.0.1\n  Port {sshd.port}\n  User root\n"
+        f"  IdentityFile {sshd.client_key}\n  UserKnownHostsFile {known}\n"
+        "Host inner\n  ProxyJump bastion\n"
+    )
+    before = (sshd.connections(), sshd.logins())
+    target = SshTarget(host="inner", kind="openssh", connect_timeout=5.0)
+    with OpenSshTransport(target, ssh_config=str(config)) as t:
+        assert t.run(["echo", "through"]).stdout == "through\n"
+        assert t.run(["true"]).ok
+    # bastion and inner both logged in, once each: the inner connection went through the jump host
+    assert (sshd.connections() - before[0], sshd.logins() - before[1]) == (2, 2)
