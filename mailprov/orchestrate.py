@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from mailprov.apply import ApplyResult, execute
 from mailprov.config.model import Host, Site
@@ -25,8 +25,10 @@ from mailprov.plan import HostPlan, build_plan, reads
 from mailprov.resources.base import HostContext
 from mailprov.transport import connect, make
 from mailprov.transport.base import SshTarget, Transport, TransportKind
-from mailprov.transport.openssh import OpenSshTransport
-from mailprov.transport.ssh import SshTransport
+
+if TYPE_CHECKING:
+    from mailprov.transport.openssh import OpenSshTransport
+    from mailprov.transport.ssh import SshTransport
 
 T = TypeVar("T")
 
