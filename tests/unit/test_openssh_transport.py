@@ -491,3 +491,23 @@ def test_ssh_config_and_proxy_jump_work_as_in_a_terminal(servers: tuple[Server, 
         assert t.run(["true"]).ok
     # bastion and inner both logged in, once each: the inner connection went through the jump host
     assert (sshd.connections() - before[0], sshd.logins() - before[1]) == (2, 2)
+
+
+def test_keys_in_ssh_agent_are_used(
+    servers: tuple[Server, Server], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if shutil.which("ssh-agent") is None or shutil.which("ssh-add") is None:
+        pytest.skip("needs ssh-agent and ssh-add")
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
+    try:
+        wait_until = time.monotonic() + 5
+        while not sock.exists() and time.monotonic() < wait_until:
+            time.sleep(0.02)
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
+        subprocess.run(["ssh-add", "-q", str(servers[0].sshd.client_key)], check=True, capture_output=True)
+        with _osh(servers[0], tmp_path, identity_file=None) as t:  # no key file: only the agent has it
+            assert t.run(["echo", "agent"]).stdout == "agent\n"
+    finally:
+        agent.terminate()
+        agent.wait(timeout=5)
