@@ -1,0 +1,86 @@
+"""The lab's four Debian releases, and its prerequisites checked up front with the command that installs them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from mailprov import lab
+from mailprov.cli import LAB_DISTROS, main
+from mailprov.errors import LabError
+from mailprov.lab import images, prereqs
+from mailprov.lab.images import DISTROS, ImageRecipe
+from mailprov.lab.network import DISTRO_NUMBERS, host_network
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_four_releases_with_their_own_address_ranges() -> None:
+    assert set(DISTROS) == {"bullseye", "bookworm", "trixie", "forky"} == set(DISTRO_NUMBERS)
+    assert (DISTRO_NUMBERS["bookworm"], DISTRO_NUMBERS["trixie"]) == (1, 2)  # existing sites keep their addresses
+    assert len(set(DISTRO_NUMBERS.values())) == 4
+    assert host_network("bullseye", 30).lan_address == "10.231.3.30"
+    assert host_network("forky", 31).outside_address == "10.232.4.31"
+    assert set(LAB_DISTROS) == set(DISTROS)  # the CLI's choices (kept literal: the lab is imported lazily)
+
+
+def test_plain_releases_keep_their_image_keys() -> None:
+    # bookworm/trixie images built before bullseye/forky existed stay valid: no spec in their recipe.
+    assert ImageRecipe("bookworm").spec == images.DistroSpec("bookworm")
+    assert ImageRecipe("forky").spec.script == "sid"  # the runner's (bookworm) debootstrap has no forky script
+    assert ImageRecipe("forky").spec.ignore_valid_until
+    assert any("bullseye-security" in line for line in ImageRecipe("bullseye").spec.extra_sources)
+    keys = {ImageRecipe(d).key() for d in DISTROS}
+    assert len(keys) == 4
+
+
+def test_missing_tools_are_named_with_the_install_command() -> None:
+    present = {"ip", "ss", "ssh-keygen", "mount", "umount", "sysctl", "setsid", "unshare", "chroot"}
+    lacking = prereqs.missing(building=True, which=lambda p: p if p in present else None, exists=lambda _p: True)
+    assert [r.what for r in lacking] == ["debootstrap", "dpkg-scanpackages"]
+    text = prereqs.message(lacking)
+    assert "debootstrap (package debootstrap)" in text and "dpkg-scanpackages (package dpkg-dev)" in text
+    assert "sh scripts/lab-prereqs.sh" in text
+    assert "apt-get install --no-install-recommends debootstrap dpkg-dev" in text
+
+
+def test_starting_from_a_cached_image_does_not_need_the_build_tools() -> None:
+    lacking = prereqs.missing(building=False, which=lambda p: None if p == "debootstrap" else p, exists=lambda _p: False)
+    assert lacking == []
+
+
+def test_a_missing_keyring_file_is_named() -> None:
+    lacking = prereqs.missing(building=True, which=lambda p: p, exists=lambda _p: False)
+    assert [r.package for r in lacking] == ["debian-archive-keyring"]
+
+
+def test_up_without_debootstrap_says_which_command_installs_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.platform", "linux")
+    monkeypatch.setattr("os.geteuid", lambda: 0)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setattr(prereqs, "_SBIN", ())
+    with pytest.raises(LabError, match=r"(?s)debootstrap \(package debootstrap\).*sh scripts/lab-prereqs\.sh"):
+        lab.up_at("forky", [30])
+
+
+def test_cli_lab_up_prints_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.platform", "linux")
+    monkeypatch.setattr("os.geteuid", lambda: 0)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setattr(prereqs, "_SBIN", ())
+    result = CliRunner().invoke(main, ["lab", "up", "--distro", "bullseye", "--index", "30"])
+    assert result.exit_code != 0
+    flat = " ".join(result.output.split())
+    assert "sh scripts/lab-prereqs.sh" in flat and "apt-get install" in flat, result.output
+
+
+def test_the_prereqs_script_installs_every_required_package() -> None:
+    script = prereqs.script_packages(REPO / "scripts" / "lab-prereqs.sh")
+    assert {r.package for r in prereqs.REQUIREMENTS} - {"coreutils"} <= script  # coreutils is Essential
+
+
+def test_up_at_needs_an_index() -> None:
+    with pytest.raises(LabError, match="no lab host index"):
+        lab.up_at("bookworm", [])
