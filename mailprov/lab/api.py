@@ -77,8 +77,10 @@ def up(distro: str = "bookworm", count: int = 1, progress: Progress = None) -> l
     return up_at(distro, range(1, count + 1), progress)
 
 
-def up_at(distro: str, indices: Iterable[int], progress: Progress = None) -> list[LabHost]:
-    """Hosts `<distro>-<index>` for just these indices, running (others are neither started nor touched)."""
+def up_at(distro: str, indices: Iterable[int], progress: Progress = None, *, fresh: bool = False) -> list[LabHost]:
+    """Hosts `<distro>-<index>` for just these indices, running (others are neither started nor touched).
+
+    fresh=True starts them again from the image even when running (a suite that needs untouched hosts)."""
     images.check_distro(distro)
     nets = [host_network(distro, index) for index in indices]
     if not nets:
@@ -92,7 +94,7 @@ def up_at(distro: str, indices: Iterable[int], progress: Progress = None) -> lis
         register_user(paths)
         _ensure_lab_key(paths)
         ensure_lab_networks()
-        to_start = [net for net in nets if not is_running(paths, net)]
+        to_start = [net for net in nets if fresh or not is_running(paths, net)]
         if progress and to_start:
             progress(f"starting {', '.join(net.name for net in to_start)}")
         failures = _start_all(paths, to_start, image)

@@ -47,7 +47,9 @@ def test_missing_tools_are_named_with_the_install_command() -> None:
 
 
 def test_starting_from_a_cached_image_does_not_need_the_build_tools() -> None:
-    lacking = prereqs.missing(building=False, which=lambda p: None if p == "debootstrap" else p, exists=lambda _p: False)
+    lacking = prereqs.missing(
+        building=False, which=lambda p: None if p == "debootstrap" else p, exists=lambda _p: False
+    )
     assert lacking == []
 
 
