@@ -25,7 +25,6 @@ from mailprov.lab.paths import LabPaths
 from mailprov.lab.prereqs import require_prerequisites
 
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
-DEBIAN_SECURITY_MIRROR = "http://security.debian.org/debian-security"
 
 
 @dataclass(frozen=True)
@@ -36,8 +35,8 @@ class DistroSpec:
     # debootstrap's script for the suite: the runner's debootstrap may not know a newer codename (forky),
     # whose bootstrap is the same as sid's.
     script: str = ""
-    # Suites added to the image's apt sources for the download step, besides the main one (point releases'
-    # fixes: a bullseye host gets the Postfix/Dovecot that bullseye users run, not the 11.0 ones).
+    # Suites added to the image's apt sources for the download step, besides the main one (the main suite
+    # already holds the last point release).
     extra_sources: tuple[str, ...] = ()
     # testing's Release files carry a Valid-Until a week ahead; a mirror snapshot older than that would fail
     # `apt-get update` during the build. Only the build's download step is affected (hosts use a file: repo).
@@ -45,13 +44,9 @@ class DistroSpec:
 
 
 DISTRO_SPECS: dict[str, DistroSpec] = {
-    "bullseye": DistroSpec(
-        "bullseye",
-        extra_sources=(
-            f"deb {DEBIAN_MIRROR} bullseye-updates main",
-            f"deb {DEBIAN_SECURITY_MIRROR} bullseye-security main",
-        ),
-    ),
+    # bullseye-security is left out: its pool answered 404 for packages its index lists (dovecot-pop3d
+    # 2.3.13+dfsg1-2+deb11u4, libnet-dns-perl 1.29-1+deb11u1) on this runner's mirror, failing the build.
+    "bullseye": DistroSpec("bullseye", extra_sources=(f"deb {DEBIAN_MIRROR} bullseye-updates main",)),
     "bookworm": DistroSpec("bookworm"),
     "trixie": DistroSpec("trixie"),
     "forky": DistroSpec("forky", script="sid", ignore_valid_until=True),

@@ -31,7 +31,7 @@ def test_plain_releases_keep_their_image_keys() -> None:
     assert ImageRecipe("bookworm").spec == images.DistroSpec("bookworm")
     assert ImageRecipe("forky").spec.script == "sid"  # the runner's (bookworm) debootstrap has no forky script
     assert ImageRecipe("forky").spec.ignore_valid_until
-    assert any("bullseye-security" in line for line in ImageRecipe("bullseye").spec.extra_sources)
+    assert any("bullseye-updates" in line for line in ImageRecipe("bullseye").spec.extra_sources)
     keys = {ImageRecipe(d).key() for d in DISTROS}
     assert len(keys) == 4
 
