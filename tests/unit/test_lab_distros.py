@@ -58,7 +58,9 @@ def test_a_missing_keyring_file_is_named() -> None:
     assert [r.package for r in lacking] == ["debian-archive-keyring"]
 
 
-def test_up_without_debootstrap_says_which_command_installs_it(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_up_without_debootstrap_says_which_command_installs_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("MAILPROV_LAB_CACHE", str(tmp_path))  # no image built yet
+    monkeypatch.setenv("MAILPROV_LAB_DIR", str(tmp_path / "state"))
     monkeypatch.setattr("sys.platform", "linux")
     monkeypatch.setattr("os.geteuid", lambda: 0)
     monkeypatch.setenv("PATH", "/nonexistent")
@@ -67,7 +69,9 @@ def test_up_without_debootstrap_says_which_command_installs_it(monkeypatch: pyte
         lab.up_at("forky", [30])
 
 
-def test_cli_lab_up_prints_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_lab_up_prints_the_install_command(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("MAILPROV_LAB_CACHE", str(tmp_path))
+    monkeypatch.setenv("MAILPROV_LAB_DIR", str(tmp_path / "state"))
     monkeypatch.setattr("sys.platform", "linux")
     monkeypatch.setattr("os.geteuid", lambda: 0)
     monkeypatch.setenv("PATH", "/nonexistent")
