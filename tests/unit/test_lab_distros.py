@@ -90,3 +90,23 @@ def test_the_prereqs_script_installs_every_required_package() -> None:
 def test_up_at_needs_an_index() -> None:
     with pytest.raises(LabError, match="no lab host index"):
         lab.up_at("bookworm", [])
+
+
+def test_the_test_command_collects_the_conformance_suite_before_the_lab_goes_down() -> None:
+    # scripts/test.sh runs `pytest` with no path: testpaths must reach tests/conformance, and the module
+    # that takes the lab down must still come last.
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "tests/conformance",
+         "tests/live/test_zz_lab_down.py"],
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=True,
+    ).stdout  # fmt: skip
+    ids = [line for line in out.splitlines() if "::" in line]
+    assert ids[-1].startswith("tests/live/test_zz_lab_down.py::")
+    assert sum(i.startswith("tests/conformance/") for i in ids) == 6
+    import tomllib
+
+    testpaths = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["testpaths"]
+    assert testpaths == ["tests"]  # so a bare `pytest` (scripts/test.sh) collects tests/conformance too
