@@ -49,6 +49,8 @@ def test_forky_installed_uses_cdb_maps_and_lmdb_caches() -> None:
     assert (platform.postfix_version, platform.dovecot_version) == (Version(3, 11, 7), Version(2, 4, 5))
     assert dialect.map_type == "cdb" and dialect.compiled_map("/etc/aliases") == "/etc/aliases.cdb"
     assert dialect.cache_type == "lmdb"  # 3.11 warns "hash/btree support is deprecated" for a btree cache
+    # Below 3.11, `postfix check` says "Postfix is using backwards-compatible default settings" every time.
+    assert dialect.compatibility_level == "3.11"
 
 
 def test_forky_before_install_predicts_what_the_installed_postfix_will_say() -> None:
