@@ -1,9 +1,10 @@
 """Capture the fact probe's output on converged lab hosts, for the unit tests (root, Linux):
 
-    MAILPROV_JOHN_PASSWORD=Live-john-pw-42 .venv/bin/python tests/data/capture_probes.py
+    MAILPROV_JOHN_PASSWORD=Live-john-pw-42 .venv/bin/python tests/data/capture_probes.py [--more]
 
 Brings up bookworm-1 and trixie-1, converges them with tests/data/lab-site.yaml (`mailprov apply`), then
-saves the one speculative probe each host gets as tests/data/probe-<distro>.txt.
+saves the one speculative probe each host gets as tests/data/probe-<distro>.txt. With --more: bullseye-31
+and forky-31 with tests/data/lab-site-more.yaml.
 """
 
 from __future__ import annotations
@@ -23,12 +24,18 @@ SITE = DATA / "lab-site.yaml"
 
 
 def main() -> int:
-    lab.up("bookworm", 1)
-    lab.up("trixie", 1)
+    if "--more" in sys.argv[1:]:
+        site_path, distros = DATA / "lab-site-more.yaml", ("bullseye", "forky")
+        for distro in distros:
+            lab.up_at(distro, [31], fresh=True)
+    else:
+        site_path, distros = SITE, ("bookworm", "trixie")
+        lab.up("bookworm", 1)
+        lab.up("trixie", 1)
     mailprov = Path(sys.executable).parent / "mailprov"
-    subprocess.run([str(mailprov), "apply", "--yes", str(SITE)], check=True)
-    site = load_site(SITE)
-    for host, distro in zip(site.hosts, ("bookworm", "trixie"), strict=True):
+    subprocess.run([str(mailprov), "apply", "--yes", str(site_path)], check=True)
+    site = load_site(site_path)
+    for host, distro in zip(site.hosts, distros, strict=True):
         with SshTransport(target_for(host, RunOptions(), DATA)) as transport:
             script = probe_script(speculative_reads(site, host, DATA), nonce="0")
             output = transport.run_script(script, check=True).stdout
