@@ -3,9 +3,17 @@ Berkeley DB as the default), from what their lab hosts answered."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
+from mailprov.config.loader import load_site
+from mailprov.config.model import Site
 from mailprov.dialects import Dialect
 from mailprov.facts.platform import Version
-from mailprov.facts.probe import parse_platform
+from mailprov.facts.probe import Facts, parse_platform, parse_probe
+from mailprov.plan import build_plan
+from mailprov.resources.base import HostContext
 
 FORKY_OS = """PRETTY_NAME="Debian GNU/Linux forky/sid"
 NAME="Debian GNU/Linux"
@@ -66,3 +74,35 @@ def test_bullseye_and_bookworm_keep_berkeley_db() -> None:
     assert dialect.compatibility_level == "2"  # 3.0-3.5 take an integer level only
     assert not dialect.tls_min_version_syntax and dialect.tls_exclusion_syntax  # ">=TLSv1.2" is 3.6+
     assert dialect.dovecot_syntax.min_protocol  # ssl_min_protocol: Dovecot 2.3
+
+
+# --- the whole plan, from probes captured on converged lab hosts (tests/data/capture_probes.py --more) ---
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+MORE = {"bullseye": 0, "forky": 1}  # host index in tests/data/lab-site-more.yaml
+
+
+def _captured(distro: str) -> tuple[Site, Facts]:
+    site = load_site(DATA / "lab-site-more.yaml")
+    host = site.hosts[MORE[distro]]
+    facts = parse_probe((DATA / f"probe-{distro}.txt").read_text(), host.name)
+    second = DATA / f"probe-{distro}-2.txt"  # the second round trip (forky's .cdb maps), as read_facts makes it
+    if second.exists():
+        facts = facts.merged(parse_probe(second.read_text(), host.name, facts.platform))
+    return site, facts
+
+
+def test_captured_platforms(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAILPROV_JOHN_PASSWORD", "Live-john-pw-42")
+    bullseye, forky = _captured("bullseye")[1].platform, _captured("forky")[1].platform
+    assert (str(bullseye.postfix_version), str(bullseye.dovecot_version)) == ("3.5.25", "2.3.13")
+    assert (str(forky.postfix_version), str(forky.dovecot_version)) == ("3.11.7", "2.4.5")
+    assert forky.default_database_type == "cdb" and bullseye.default_database_type == "hash"
+
+
+@pytest.mark.parametrize("distro", list(MORE))
+def test_converged_bullseye_and_forky_plan_no_change(distro: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAILPROV_JOHN_PASSWORD", "Live-john-pw-42")  # the captured shadow hash's password
+    site, facts = _captured(distro)
+    plan = build_plan(HostContext.of(site, site.hosts[MORE[distro]], facts.platform, DATA), facts)
+    assert plan.changes == () and plan.handlers == () and plan.gates == () and plan.health == ()
