@@ -10,6 +10,7 @@ Environment for the lab run:
     MAILPROV_CONFORMANCE_DISTROS     which lab releases, comma-separated (default all four)
     MAILPROV_CONFORMANCE_PASSWORD    the test user's password (default: a fresh one for this run)
     MAILPROV_LAB_KEEP=1              keep the lab up at the end (as for tests/live)
+    MAILPROV_CONFORMANCE_CUT         ssh (default: mailprov's SSH session is killed) | host (the run on the host)
 
 The suite changes the site's hosts: it applies the site, variants of it (a bigger message size limit; a
 value the running smtpd refuses), and kills applies half-way. Run it against boxes made for testing.

@@ -7,8 +7,9 @@ In order, on every host of the site at once (mailprov works on a site's hosts in
   4. verify passes (from where the suite runs);
   5. a value the running daemon rejects (it passes every configuration check: smtpd dies on it at start) is
      rolled back: the live configuration is untouched and serving, and the site plans empty again;
-  6. an apply cut half-way (its SSH session killed as the host starts the switch) leaves each host serving,
-     and the next apply converges: plan empty, verify passes.
+  6. an apply cut half-way (its SSH session killed as the host starts the switch; with
+     MAILPROV_CONFORMANCE_CUT=host the run on the host is killed instead) leaves each host serving, and the
+     next apply converges: plan empty, verify passes.
 Nothing here names a distribution, a path or a package: the hosts' own `postconf -n`/`doveconf -n` and
 mailprov's own plan, apply and verify are the judges. Each step needs the ones before it.
 """
@@ -43,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "live"))
 from test_faults import runs, wait_for_step, wait_until_idle  # the fault tests' own helpers
 
 CUT_AT = "switch"  # the step whose start the apply is cut at (the one that matters most)
+CUT_KIND = os.environ.get("MAILPROV_CONFORMANCE_CUT", "ssh")  # ssh: mailprov's session dies; host: the run
 DEFAULT_MESSAGE_SIZE = 10240000  # Postfix's default message_size_limit
 
 
@@ -152,6 +154,7 @@ def test_an_apply_cut_half_way_leaves_hosts_serving_and_the_next_apply_converges
     site: Site, site_path: Path, variants: dict[str, Path], shells: dict[str, HostShell], progress: Progress
 ) -> None:
     progress.need("verify")
+    assert CUT_KIND in ("ssh", "host"), f"MAILPROV_CONFORMANCE_CUT must be ssh or host, not {CUT_KIND!r}"
     changed = variants["changed"]
     from mailprov.config.loader import load_site
 
@@ -168,8 +171,12 @@ def test_an_apply_cut_half_way_leaves_hosts_serving_and_the_next_apply_converges
         if not wait_for_step(shell, CUT_AT, known):  # type: ignore[arg-type]
             proc.kill()
             return f"{name}: the step {CUT_AT} never started: {proc.communicate()[0][-500:]}"
-        os.killpg(proc.pid, signal.SIGKILL)  # mailprov and its SSH connection die at once
-        proc.communicate()
+        if CUT_KIND == "host":
+            shell.run("pkill -KILL -f '[r]uns/.*[.]sh'")  # the detached run dies; mailprov reports it
+            proc.communicate(timeout=600)
+        else:
+            os.killpg(proc.pid, signal.SIGKILL)  # mailprov and its SSH connection die at once
+            proc.communicate()
         wait_until_idle(shell)  # type: ignore[arg-type]  (the host finishes the run on its own)
         return ""
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from click.testing import CliRunner
 
 from mailprov import lab
 from mailprov.cli import LAB_DISTROS, main
+from mailprov.config.loader import load_site
 from mailprov.errors import LabError
 from mailprov.lab import images, prereqs
 from mailprov.lab.images import DISTROS, ImageRecipe
@@ -110,3 +112,37 @@ def test_the_test_command_collects_the_conformance_suite_before_the_lab_goes_dow
 
     testpaths = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["testpaths"]
     assert testpaths == ["tests"]  # so a bare `pytest` (scripts/test.sh) collects tests/conformance too
+
+
+def _conformance_conftest() -> ModuleType:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("conformance_conftest", REPO / "tests/conformance/conftest.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("transport", ["paramiko", "openssh"])
+def test_the_lab_conformance_site_names_its_transport(
+    transport: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conftest = _conformance_conftest()
+    monkeypatch.setenv(conftest.TRANSPORT_ENV, transport)
+    monkeypatch.delenv(conftest.PASSWORD_ENV, raising=False)
+    hosts = [(f"{d}-30", host_network(d, 30).lan_address) for d in conftest.LAB_DISTROS]
+    path = conftest.write_lab_site(tmp_path / "site.yaml", hosts, "/k", "/kh", conftest.lab_transport())
+    text = path.read_text()
+    assert text.count("transport: openssh") == (4 if transport == "openssh" else 0)
+    if transport == "paramiko":  # the default needs no key (and main's model knows none yet)
+        site = load_site(path)
+        assert [h.ssh.address for h in site.hosts] == ["10.231.3.30", "10.231.1.30", "10.231.2.30", "10.231.4.30"]
+        assert all(h.ssh.become for h in site.hosts)
+
+
+def test_an_unknown_conformance_transport_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    conftest = _conformance_conftest()
+    monkeypatch.setenv(conftest.TRANSPORT_ENV, "telnet")
+    with pytest.raises(pytest.UsageError, match="paramiko or openssh"):
+        conftest.lab_transport()
