@@ -334,21 +334,35 @@ def verify(
     sys.exit(1 if any_failed(results) else 0)
 
 
+# The lab's distros (mailprov.lab.images.DISTROS; a unit test keeps both equal): the lab is imported lazily.
+LAB_DISTROS = ("bullseye", "bookworm", "trixie", "forky")
+
+
 @main.group()
 def lab() -> None:
-    """Throwaway Debian 12/13 mail hosts on this machine (root, Linux) for trying a site."""
+    """Throwaway Debian 11/12/13/14 mail hosts on this machine (root, Linux) for trying a site."""
 
 
 @lab.command("up")
-@click.option("--distro", type=click.Choice(["bookworm", "trixie"]), default="bookworm", show_default=True)
+@click.option("--distro", type=click.Choice(LAB_DISTROS), default="bookworm", show_default=True)
 @click.option("--count", type=click.IntRange(1, 99), default=1, show_default=True)
+@click.option(
+    "--index",
+    "indices",
+    type=click.IntRange(1, 99),
+    multiple=True,
+    help="Start just <distro>-INDEX (repeatable) instead of hosts 1..COUNT.",
+)
 @_handle_errors
-def lab_up(distro: str, count: int) -> None:
+def lab_up(distro: str, count: int, indices: tuple[int, ...]) -> None:
     """Start COUNT hosts of DISTRO (building the base image once)."""
     from mailprov import lab as lab_api
 
     reporter = Reporter()
-    hosts = lab_api.up(distro=distro, count=count, progress=reporter.line)
+    if indices:
+        hosts = lab_api.up_at(distro, indices, progress=reporter.line)
+    else:
+        hosts = lab_api.up(distro=distro, count=count, progress=reporter.line)
     _print_lab_hosts(reporter, hosts)
 
 

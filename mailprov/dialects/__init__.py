@@ -195,6 +195,23 @@ def _map_type(platform: Platform) -> str:
     return platform.default_database_type
 
 
+def _compatibility_level(pf: Version) -> str | None:
+    """The newest level this Postfix knows (never one above it): below it, Postfix 3.11 `postfix check`
+    says "Postfix is using backwards-compatible default settings" on every run (seen on Debian 14)."""
+    if pf.major < 3:
+        return None
+    if pf.at_least("3.11"):
+        return "3.11"
+    return "3.6" if pf.at_least("3.6") else "2"
+
+
+def _cache_type(platform: Platform) -> str:
+    """btree while the host's Postfix defaults to Berkeley DB; lmdb once it moved off it (Debian 14's
+    Postfix 3.11 defaults to cdb and warns "hash/btree support is deprecated" for every BDB table)."""
+    berkeley = platform.default_database_type in ("hash", "btree")
+    return "btree" if berkeley and "btree" in platform.map_types else "lmdb"
+
+
 def _postgrey(p: Platform) -> Postgrey:
     if p.os_family is OsFamily.DEBIAN:
         return Postgrey(
@@ -272,8 +289,8 @@ def _decide(p: Platform) -> Dialect:
         postgrey=_postgrey(p),
         dovecot_syntax=_dovecot_syntax(p, gen),
         map_type=_map_type(p),
-        cache_type="btree" if "btree" in p.map_types else "lmdb",
-        compatibility_level=None if pf.major < 3 else ("3.6" if pf.at_least("3.6") else "2"),
+        cache_type=_cache_type(p),
+        compatibility_level=_compatibility_level(pf),
         has_relay_restrictions=pf.at_least("2.10"),
         pipelining_anywhere=pf.at_least("2.6"),
         has_tls_protocols=pf.at_least("2.6"),

@@ -195,6 +195,11 @@ def parse_platform(host: str, sections: Mapping[str, str]) -> Platform:
             "(no package candidate: refresh the package lists, e.g. apt-get update)"
         )
     map_types = frozenset(kv.get("map_types", "").split()) or frozenset({"hash", "btree"})
+    default_db = kv.get("default_database_type") or "hash"
+    if "postfix_version" not in kv and family is OsFamily.DEBIAN and Version.parse(postfix).at_least("3.11"):
+        # Not installed yet: what the candidate will say once it is (Debian 14's 3.11 defaults to cdb), so
+        # that the first apply writes the maps the second one would plan (one apply converges).
+        default_db, map_types = "cdb", frozenset({"cdb", "lmdb", "hash", "btree"})
     return Platform(
         os_family=family,
         os_id=os_id,
@@ -204,7 +209,7 @@ def parse_platform(host: str, sections: Mapping[str, str]) -> Platform:
         firewall=FirewallBackend.FIREWALLD if "firewalld_running" in kv else FirewallBackend.IPTABLES,
         postfix_version=Version.parse(postfix),
         dovecot_version=Version.parse(dovecot),
-        default_database_type=kv.get("default_database_type") or "hash",
+        default_database_type=default_db,
         map_types=map_types,
         has_syslog="syslog" in kv,
         has_ipv6="ipv6" in kv,

@@ -6,7 +6,7 @@ at once wait for each other instead of racing on names and addresses.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +39,7 @@ from mailprov.lab.network import (
     teardown_lab_networks,
 )
 from mailprov.lab.paths import LabPaths
+from mailprov.lab.prereqs import require_prerequisites
 from mailprov.lab.users import other_users, register_user, release
 
 Progress = Callable[[str], None] | None
@@ -49,7 +50,7 @@ _PARALLEL_BOOTS = 8
 @dataclass(frozen=True)
 class LabHost:
     name: str  # e.g. "bookworm-1"
-    distro: str  # "bookworm" | "trixie"
+    distro: str  # "bullseye" | "bookworm" | "trixie" | "forky"
     address: str  # LAN address, e.g. "10.231.1.1"
     outside_address: str  # address on the outside network, e.g. "10.232.1.1"
     ssh_port: int  # 22
@@ -60,7 +61,7 @@ class LabHost:
 
 
 def ensure_image(distro: str, progress: Progress = None) -> Path:
-    """Build or reuse the cached base image of `distro` ("bookworm" or "trixie")."""
+    """Build or reuse the cached base image of `distro` (one of `images.DISTROS`)."""
     return images.ensure_image(distro, progress)
 
 
@@ -71,18 +72,29 @@ def outside_netns() -> str:
 
 def up(distro: str = "bookworm", count: int = 1, progress: Progress = None) -> list[LabHost]:
     """Hosts `<distro>-1` .. `<distro>-<count>`, running; hosts already running are reused as they are."""
-    images.check_distro(distro)
     if not 1 <= count <= MAX_HOSTS_PER_DISTRO:
         raise LabError(f"count must be 1..{MAX_HOSTS_PER_DISTRO}, not {count}")
+    return up_at(distro, range(1, count + 1), progress)
+
+
+def up_at(distro: str, indices: Iterable[int], progress: Progress = None, *, fresh: bool = False) -> list[LabHost]:
+    """Hosts `<distro>-<index>` for just these indices, running (others are neither started nor touched).
+
+    fresh=True starts them again from the image even when running (a suite that needs untouched hosts)."""
+    images.check_distro(distro)
+    nets = [host_network(distro, index) for index in indices]
+    if not nets:
+        raise LabError("no lab host index given")
     require_root_on_linux()
     paths = LabPaths.from_env()
+    # All at once, before anything runs: the build's own tools only when the image is still to be built.
+    require_prerequisites(building=not images.is_built(images.image_dir(paths, distro)))
     image = images.ensure_image(distro, progress, paths)
-    nets = [host_network(distro, index) for index in range(1, count + 1)]
     with exclusive_lock(paths.lock):
         register_user(paths)
         _ensure_lab_key(paths)
         ensure_lab_networks()
-        to_start = [net for net in nets if not is_running(paths, net)]
+        to_start = [net for net in nets if fresh or not is_running(paths, net)]
         if progress and to_start:
             progress(f"starting {', '.join(net.name for net in to_start)}")
         failures = _start_all(paths, to_start, image)
