@@ -84,8 +84,11 @@ for zone in "$src"/zones/*.zone; do
 done
 install -o root -g knot -m 0640 "$src/knot.conf" /etc/knot/knot.conf
 knotc -c /etc/knot/knot.conf conf-check
-knotd -c /etc/knot/knot.conf -d
-exec sleep infinity
+# PID 1 keeps knotd running: `knotc stop` (or a crash) restarts it, with the zones and journal it left.
+while :; do
+    knotd -c /etc/knot/knot.conf || echo "knotd exited ($?)" >&2
+    sleep 0.5
+done
 """
 
 
@@ -200,12 +203,12 @@ def render_knot_conf(tsig_secret: str, zones: Sequence[str] = ZONES) -> str:
         "acl:\n"
         "  - id: lab-update\n"
         f"    key: {TSIG_NAME}\n"
-        "    action: update\n"
+        "    action: [update, transfer]\n"
         "\n"
         "template:\n"
         "  - id: default\n"
         "    storage: /var/lib/knot/zones\n"
-        "    file: '%s.zone'\n"
+        '    file: "%s.zone"\n'
         "    zonefile-sync: -1\n"
         "    zonefile-load: whole\n"
         "    journal-content: changes\n"
@@ -277,7 +280,7 @@ def is_running() -> bool:
 def ensure_dns(paths: LabPaths, image: Path, hosts: Sequence[HostNetwork]) -> LabDns:
     """Start the DNS box unless it runs, then publish `hosts` (the caller holds the lab lock)."""
     secret = ensure_tsig_key(paths)
-    if not box_is_running(DNS_BOX):
+    if not (box_is_running(DNS_BOX) and _serves(LAB_DOMAIN)):
         stop_box(paths, DNS_BOX)
         _create_network()
         boot_box(paths, DNS_BOX, image, box_files(secret, int(time.time())), binds=())
@@ -325,19 +328,24 @@ def _send(message: dns.message.Message) -> dns.message.Message:
         raise LabError(f"lab DNS at {DNS_ADDRESS} did not answer: {exc}") from exc
 
 
+def _serves(zone: str) -> bool:
+    """knotd answers the zone's SOA with authority."""
+    query = dns.message.make_query(zone, dns.rdatatype.SOA)
+    try:
+        answer = dns.query.udp(query, DNS_ADDRESS, timeout=0.5)
+    except (OSError, dns.exception.DNSException):
+        return False
+    return answer.rcode() == dns.rcode.NOERROR and bool(answer.answer)
+
+
 def _wait_ready(paths: LabPaths) -> None:
     """Until knotd answers the SOA of every zone (or the time is up)."""
     deadline = time.monotonic() + READY_TIMEOUT
     pending = list(ZONES)
     while pending and time.monotonic() < deadline:
-        query = dns.message.make_query(pending[0], dns.rdatatype.SOA)
-        try:
-            answer = dns.query.udp(query, DNS_ADDRESS, timeout=0.5)
-            if answer.rcode() == dns.rcode.NOERROR and answer.answer:
-                pending.pop(0)
-                continue
-        except (OSError, dns.exception.DNSException):
-            pass
+        if _serves(pending[0]):
+            pending.pop(0)
+            continue
         time.sleep(0.1)
     if pending:
         raise LabError(f"lab DNS: knotd does not serve {', '.join(pending)}\n{console_tail(paths, DNS_BOX)}")

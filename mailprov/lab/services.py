@@ -224,7 +224,7 @@ def boot_box(paths: LabPaths, box: Box, image: Path, files: dict[str, str], bind
     The caller has created the box's network namespace. `binds` are (runner folder, folder in the box).
     """
     dirs = box.dirs(paths)
-    stop_box(paths, box)
+    _clear_box(paths, box)
     for folder in (dirs.upper, dirs.work, dirs.merged):
         folder.mkdir(parents=True)
     dirs.root.chmod(0o700)  # the upper layer holds the TSIG secret
@@ -274,9 +274,14 @@ def box_exec(box: Box, argv: Sequence[str], *, what: str, check: bool = True) ->
 
 def stop_box(paths: LabPaths, box: Box) -> None:
     """Kill every process of the box, delete its namespace and folder. Safe when already gone."""
+    _clear_box(paths, box)
+    if Path("/run/netns", box.netns).exists():
+        run(["ip", "netns", "delete", box.netns], what=f"delete {box.netns}")
+
+
+def _clear_box(paths: LabPaths, box: Box) -> None:
+    """No process of the box left and no folder (its network namespace stays)."""
     survivors = kill_and_wait(netns_pids(box.netns))
     if survivors:
         raise LabError(f"lab {box.name}: processes {survivors} did not die after SIGKILL")
-    if Path("/run/netns", box.netns).exists():
-        run(["ip", "netns", "delete", box.netns], what=f"delete {box.netns}")
     remove_tree(box.dirs(paths).root)

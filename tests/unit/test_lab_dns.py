@@ -117,7 +117,7 @@ def test_the_key_file_is_made_once_mode_0600(tmp_path: Path) -> None:
 def test_the_dns_box_files_hold_one_zone_file_per_zone() -> None:
     files = lab_dns.box_files("c2VjcmV0", 1)
     assert sorted(files) == sorted(["init.sh", "knot.conf", *(f"zones/{zone}.zone" for zone in lab_dns.ZONES)])
-    assert "knotd -c /etc/knot/knot.conf -d" in files["init.sh"]
+    assert "knotd -c /etc/knot/knot.conf" in files["init.sh"]
 
 
 def test_lab_hosts_resolve_through_the_lab_dns() -> None:
