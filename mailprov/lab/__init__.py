@@ -15,6 +15,7 @@ from mailprov.lab.api import (
     receiver_up,
     status,
     up,
+    up_at,
 )
 
 __all__ = [
@@ -29,4 +30,5 @@ __all__ = [
     "receiver_up",
     "status",
     "up",
+    "up_at",
 ]

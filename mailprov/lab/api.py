@@ -6,7 +6,7 @@ at once wait for each other instead of racing on names and addresses.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,14 +76,21 @@ def outside_netns() -> str:
 
 def up(distro: str = "bookworm", count: int = 1, progress: Progress = None) -> list[LabHost]:
     """Hosts `<distro>-1` .. `<distro>-<count>`, running; hosts already running are reused as they are."""
-    images.check_distro(distro)
     if not 1 <= count <= MAX_HOSTS_PER_DISTRO:
         raise LabError(f"count must be 1..{MAX_HOSTS_PER_DISTRO}, not {count}")
+    return up_at(distro, range(1, count + 1), progress)
+
+
+def up_at(distro: str, indices: Iterable[int], progress: Progress = None) -> list[LabHost]:
+    """Hosts `<distro>-<index>` for just these indices, running (others are neither started nor touched)."""
+    images.check_distro(distro)
+    nets = [host_network(distro, index) for index in indices]
+    if not nets:
+        raise LabError("no lab host index given")
     require_root_on_linux()
     paths = LabPaths.from_env()
     image = images.ensure_image(distro, progress, paths)
     services_image = services.ensure_services_image(paths, progress)
-    nets = [host_network(distro, index) for index in range(1, count + 1)]
     with exclusive_lock(paths.lock):
         register_user(paths)
         _ensure_lab_key(paths)

@@ -75,7 +75,7 @@ def test_knot_conf_allows_tsig_updates_to_every_zone_and_keeps_the_journal() -> 
     conf = lab_dns.render_knot_conf("c2VjcmV0")
     assert "listen: [ 10.231.0.53@53, 10.232.0.53@53 ]" in conf
     assert "  - id: mailprov-lab\n    algorithm: hmac-sha256\n    secret: c2VjcmV0\n" in conf
-    assert "    key: mailprov-lab\n    action: update\n" in conf
+    assert "    key: mailprov-lab\n    action: [update, transfer]\n" in conf
     assert "    acl: lab-update\n" in conf  # in the default template, which every zone uses
     assert "zonefile-sync: -1" in conf and "journal-content: changes" in conf
     for zone in lab_dns.ZONES:
