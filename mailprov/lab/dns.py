@@ -144,6 +144,7 @@ def static_records() -> dict[str, tuple[ZoneRecord, ...]]:
         ),
         RECEIVER_DOMAIN: (
             ZoneRecord("@", "MX", f"10 {RECEIVER_HOST}."),
+            ZoneRecord("@", "A", RECEIVER_ADDRESS),
             ZoneRecord("mx", "A", RECEIVER_ADDRESS),
         ),
         LAN_REVERSE_ZONE: (ZoneRecord(_relative(reverse_name(DNS_ADDRESS), LAN_REVERSE_ZONE), "PTR", f"{NS_HOST}."),),

@@ -48,6 +48,7 @@ def test_the_lab_names_resolve_forward_and_back() -> None:
     receiver = _zone("receiver.test")
     assert _values(receiver, "receiver.test", "MX") == {"10 mx.receiver.test."}
     assert _values(receiver, "mx.receiver.test", "A") == {"10.232.0.25"}
+    assert _values(receiver, "receiver.test", "A") == {"10.232.0.25"}  # `getent hosts receiver.test` works
     outside = _zone("232.10.in-addr.arpa")
     assert _values(outside, "25.0.232.10.in-addr.arpa", "PTR") == {"mx.receiver.test."}
     assert _values(outside, "1.0.232.10.in-addr.arpa", "PTR") == {"outside.example.test."}
