@@ -26,6 +26,7 @@ import pytest
 from mailprov.lab import LabDns, LabHost, LabReceiver
 from mailprov.lab import dns as lab_dns
 from mailprov.lab.paths import LabPaths
+from mailprov.lab.receiver import RECEIVER_BOX
 from mailprov.lab.services import box_exec
 
 pytestmark = pytest.mark.live
@@ -248,3 +249,6 @@ def test_a_lab_host_reaches_the_receiver_by_its_mx(
     )
     assert rc == 0, err
     assert banner.startswith("220 mx.receiver.test ESMTP")
+    # It came from the host's outside address, whose PTR is forward-confirmed (else Postfix says "unknown").
+    log = box_exec(RECEIVER_BOX, ["cat", "/var/log/mail.log"], what="read the receiver's log").stdout
+    assert "connect from bookworm-50.example.test[10.232.1.50]" in log
