@@ -12,6 +12,7 @@ import dns.name
 import dns.rdatatype
 import dns.zone
 import pytest
+from click.testing import CliRunner
 
 from mailprov.errors import LabError
 from mailprov.lab import dns as lab_dns
@@ -181,3 +182,30 @@ def test_services_image_key_follows_its_recipe() -> None:
     assert ServicesRecipe().key() == ServicesRecipe().key()
     assert ServicesRecipe().key().startswith("services-bookworm-")
     assert ServicesRecipe(packages=("knot",)).key() != ServicesRecipe().key()
+
+
+# --- CLI -------------------------------------------------------------------------------------------------
+
+
+def test_lab_up_starts_the_dns_always_and_the_receiver_when_asked(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import mailprov.lab as lab_api
+    from mailprov.cli import main
+
+    calls: list[str] = []
+    monkeypatch.setattr(lab_api, "up", lambda **_: calls.append("up") or [])
+    monkeypatch.setattr(lab_api, "dns_up", lambda **_: calls.append("dns") or lab_dns.LabDns())
+    receiver = lab_receiver.LabReceiver("10.232.0.25", "receiver.test", tmp_path / "Maildir")
+    monkeypatch.setattr(lab_api, "receiver_up", lambda **_: calls.append("receiver") or receiver)
+
+    result = CliRunner().invoke(main, ["lab", "up"], prog_name="mailprov")
+    assert result.exit_code == 0, result.output
+    assert calls == ["up", "dns"]
+    assert "10.231.0.53" in result.output and "tsig.key" in result.output
+
+    calls.clear()
+    result = CliRunner().invoke(main, ["lab", "up", "--with-receiver"], prog_name="mailprov")
+    assert result.exit_code == 0, result.output
+    assert calls == ["up", "dns", "receiver"]
+    assert "10.232.0.25" in result.output and "receiver.test" in result.output
