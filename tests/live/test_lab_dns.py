@@ -254,3 +254,45 @@ def test_a_lab_host_reaches_the_receiver_by_its_mx(
     # It came from the host's outside address, whose PTR is forward-confirmed (else Postfix says "unknown").
     log = box_exec(RECEIVER_BOX, ["cat", "/var/log/mail.log"], what="read the receiver's log").stdout
     assert "connect from bookworm-50.example.test[10.232.1.50]" in log
+
+
+_SEND_WITH_POSTFIX = """\
+set -e
+export DEBIAN_FRONTEND=noninteractive
+echo 'postfix postfix/main_mailer_type select No configuration' | debconf-set-selections
+apt-get -q update >/dev/null
+apt-get -q -y install postfix >/dev/null 2>&1
+cat > /etc/postfix/main.cf <<'END'
+compatibility_level = 3.6
+myhostname = bookworm-50.example.test
+mydomain = example.test
+myorigin = $myhostname
+mydestination =
+inet_interfaces = loopback-only
+inet_protocols = ipv4
+alias_maps =
+alias_database =
+maillog_file = /var/log/postfix.log
+END
+service postfix restart </dev/null >/dev/null 2>&1
+printf 'From: x@bookworm-50.example.test\\nTo: someone@receiver.test\\nSubject: %s\\n\\nhi\\n' "$1" |
+    sendmail -f x@bookworm-50.example.test someone@receiver.test
+"""
+
+
+def test_postfix_on_a_lab_host_finds_the_receiver_by_mx_and_sends_from_its_outside_address(
+    host50: LabHost,
+    receiver: LabReceiver,
+    lab_ssh: Callable[..., paramiko.SSHClient],
+    ssh_run: Callable[..., tuple[int, str, str]],
+) -> None:
+    subject = f"from bookworm-50 {secrets.token_hex(4)}"
+    client = lab_ssh(host50)
+    rc, out, err = ssh_run(client, f"sh -s '{subject}' <<'SCRIPT'\n{_SEND_WITH_POSTFIX}SCRIPT\n", timeout=180)
+    assert rc == 0, out + err
+    try:
+        message = _delivered(receiver, subject, timeout=60)
+    finally:
+        ssh_run(client, "service postfix stop </dev/null >/dev/null 2>&1")
+    assert "Received: from bookworm-50.example.test (bookworm-50.example.test [10.232.1.50])" in message
+    assert "spf=none" in _authentication_results(message)  # bookworm-50.example.test publishes no SPF
