@@ -69,6 +69,7 @@ TSIG_NAME = "mailprov-lab"
 TSIG_ALGORITHM = "hmac-sha256"
 TTL = 300
 READY_TIMEOUT = 20.0
+RUNNING_GRACE = 5.0  # how long a running box's knotd may take to answer before the box is started anew
 
 DNS_BOX = Box(name="dns", netns="mplab-dns", hostname=NS_HOST)
 _LAN_VETH = "mpld-lan"  # in the runner's namespace: starts with "mpl", so teardown removes it
@@ -281,7 +282,9 @@ def is_running() -> bool:
 def ensure_dns(paths: LabPaths, image: Path, hosts: Sequence[HostNetwork]) -> LabDns:
     """Start the DNS box unless it runs, then publish `hosts` (the caller holds the lab lock)."""
     secret = ensure_tsig_key(paths)
-    if not (box_is_running(DNS_BOX) and _serves(LAB_DOMAIN)):
+    # A running box whose knotd is restarting (PID 1 starts it again) is kept: restarting the box would
+    # throw away every update in the journal.
+    if not (box_is_running(DNS_BOX) and _serves_within(LAB_DOMAIN, RUNNING_GRACE)):
         stop_box(paths, DNS_BOX)
         _create_network()
         boot_box(paths, DNS_BOX, image, box_files(secret, int(time.time())), binds=())
@@ -337,6 +340,15 @@ def _serves(zone: str) -> bool:
     except (OSError, dns.exception.DNSException):
         return False
     return answer.rcode() == dns.rcode.NOERROR and bool(answer.answer)
+
+
+def _serves_within(zone: str, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not _serves(zone):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
 
 
 def _wait_ready(paths: LabPaths) -> None:
