@@ -99,9 +99,9 @@ def up_at(distro: str, indices: Iterable[int], progress: Progress = None) -> lis
         if progress and to_start:
             progress(f"starting {', '.join(net.name for net in to_start)}")
         failures = _start_all(paths, to_start, image)
+        _write_inventory(paths)
         # The hosts resolve through the lab DNS (their /etc/resolv.conf): it runs whenever hosts do.
         lab_dns.ensure_dns(paths, services_image, _running_hosts(paths))
-        _write_inventory(paths)
         if failures:
             raise LabError("\n".join(failures))
         return [_lab_host(paths, net) for net in nets]
