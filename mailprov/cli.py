@@ -353,9 +353,10 @@ def lab() -> None:
     multiple=True,
     help="Start just <distro>-INDEX (repeatable) instead of hosts 1..COUNT.",
 )
+@click.option("--with-receiver", is_flag=True, help="Also start mx.receiver.test (Postfix + rspamd) at 10.232.0.25.")
 @_handle_errors
-def lab_up(distro: str, count: int, indices: tuple[int, ...]) -> None:
-    """Start COUNT hosts of DISTRO (building the base image once)."""
+def lab_up(distro: str, count: int, indices: tuple[int, ...], with_receiver: bool) -> None:
+    """Start COUNT hosts of DISTRO (building the base image once) and the lab DNS server (always)."""
     from mailprov import lab as lab_api
 
     reporter = Reporter()
@@ -364,6 +365,11 @@ def lab_up(distro: str, count: int, indices: tuple[int, ...]) -> None:
     else:
         hosts = lab_api.up(distro=distro, count=count, progress=reporter.line)
     _print_lab_hosts(reporter, hosts)
+    dns = lab_api.dns_up(progress=reporter.line)
+    reporter.line(f"DNS: {dns.address} / {dns.outside_address}, TSIG key {dns.tsig_key_file}")
+    if with_receiver:
+        receiver = lab_api.receiver_up(progress=reporter.line)
+        reporter.line(f"receiver: {receiver.address} (@{receiver.domain}), Maildir {receiver.maildir}")
 
 
 @lab.command("status")

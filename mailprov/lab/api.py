@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mailprov.errors import LabError, MailprovError
-from mailprov.lab import images, known_hosts
+from mailprov.lab import dns as lab_dns
+from mailprov.lab import images, known_hosts, services
+from mailprov.lab import receiver as lab_receiver
 from mailprov.lab.commands import exclusive_lock, require_root_on_linux, run, write_atomically
 from mailprov.lab.hosts import (
     ADMIN_USER,
@@ -41,6 +43,9 @@ from mailprov.lab.network import (
 from mailprov.lab.paths import LabPaths
 from mailprov.lab.prereqs import require_prerequisites
 from mailprov.lab.users import other_users, register_user, release
+
+LabDns = lab_dns.LabDns
+LabReceiver = lab_receiver.LabReceiver
 
 Progress = Callable[[str], None] | None
 
@@ -90,6 +95,7 @@ def up_at(distro: str, indices: Iterable[int], progress: Progress = None, *, fre
     # All at once, before anything runs: the build's own tools only when the image is still to be built.
     require_prerequisites(building=not images.is_built(images.image_dir(paths, distro)))
     image = images.ensure_image(distro, progress, paths)
+    services_image = services.ensure_services_image(paths, progress)
     with exclusive_lock(paths.lock):
         register_user(paths)
         _ensure_lab_key(paths)
@@ -99,9 +105,34 @@ def up_at(distro: str, indices: Iterable[int], progress: Progress = None, *, fre
             progress(f"starting {', '.join(net.name for net in to_start)}")
         failures = _start_all(paths, to_start, image)
         _write_inventory(paths)
+        # The hosts resolve through the lab DNS (their /etc/resolv.conf): it runs whenever hosts do.
+        lab_dns.ensure_dns(paths, services_image, _running_hosts(paths))
         if failures:
             raise LabError("\n".join(failures))
         return [_lab_host(paths, net) for net in nets]
+
+
+def dns_up(progress: Progress = None) -> LabDns:
+    """The lab DNS server (Knot at 10.231.0.53 and 10.232.0.53), running, with every running host published."""
+    require_root_on_linux()
+    paths = LabPaths.from_env()
+    services_image = services.ensure_services_image(paths, progress)
+    with exclusive_lock(paths.lock):
+        register_user(paths)
+        ensure_lab_networks()
+        return lab_dns.ensure_dns(paths, services_image, _running_hosts(paths))
+
+
+def receiver_up(progress: Progress = None) -> LabReceiver:
+    """The lab receiver (Postfix + rspamd at 10.232.0.25, mx.receiver.test), running; the DNS server too."""
+    require_root_on_linux()
+    paths = LabPaths.from_env()
+    services_image = services.ensure_services_image(paths, progress)
+    with exclusive_lock(paths.lock):
+        register_user(paths)
+        ensure_lab_networks()
+        lab_dns.ensure_dns(paths, services_image, _running_hosts(paths))
+        return lab_receiver.ensure_receiver(paths, services_image)
 
 
 def in_use_by_others() -> list[int]:
@@ -124,6 +155,10 @@ def down(progress: Progress = None) -> None:
     require_root_on_linux()
     paths = LabPaths.from_env()
     with exclusive_lock(paths.lock):
+        if progress:
+            progress("stopping the lab receiver and DNS server")
+        lab_receiver.stop(paths)
+        lab_dns.stop(paths)
         nets = _known_hosts(paths)
         for net in nets:
             if progress:
@@ -157,6 +192,10 @@ def _known_hosts(paths: LabPaths) -> list[HostNetwork]:
         except LabError:
             continue  # not ours to interpret; down() still deletes its namespace
     return sorted(nets, key=lambda net: (net.distro_number, net.index))
+
+
+def _running_hosts(paths: LabPaths) -> list[HostNetwork]:
+    return [net for net in _known_hosts(paths) if is_running(paths, net)]
 
 
 def _start_all(paths: LabPaths, nets: list[HostNetwork], image: Path) -> list[str]:
