@@ -175,6 +175,8 @@ MANAGED_FIELDS: dict[str, str] = {
     "smtpd_sender_restrictions": "restrictions.sender", "smtpd_data_restrictions": "restrictions.data",
     "smtpd_delay_reject": "restrictions.delay_reject", "smtpd_helo_required": "restrictions.helo_required",
     "smtpd_tls_security_level": "tls.security_level", "smtpd_tls_auth_only": "tls.auth_only",
+    "smtpd_milters": "dkim", "non_smtpd_milters": "dkim", "milter_default_action": "dkim",
+    "smtpd_sender_login_maps": "users and aliases (built by mailprov)",
     "smtpd_tls_protocols": "tls.min_protocol", "smtpd_tls_mandatory_protocols": "tls.min_protocol",
     "smtpd_tls_cert_file": "tls.files (or tls.cert_path)", "smtpd_tls_key_file": "tls.files (or tls.key_path)",
     "smtpd_tls_loglevel": "tls.loglevel", "smtpd_tls_session_cache_timeout": "tls.session_cache_timeout",
