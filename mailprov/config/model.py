@@ -462,6 +462,7 @@ class Site(Model):
         self._check_restrictions()
         self._check_tls_and_sasl()
         self._check_firewall()
+        self._check_dkim()
         self._check_extra()
         return self
 
@@ -593,6 +594,21 @@ class Site(Model):
         both = set(self.firewall.open) & set(self.firewall.lan_only)
         if both:
             raise SiteRuleError("firewall.lan_only", f"{', '.join(sorted(both))} listed as open and LAN-only")
+
+    def _check_dkim(self) -> None:
+        """Each host signs with `<selector>-<first label>` in a site of several: those must differ."""
+        if self.dkim is None or len(self.hosts) < 2:
+            return
+        seen: dict[str, str] = {}
+        for i, host in enumerate(self.hosts):
+            label = host.name.split(".")[0]
+            if label in seen:
+                raise SiteRuleError(
+                    f"hosts.{i}.name",
+                    f"{host.name} and {seen[label]} would sign with the same DKIM selector "
+                    f"({self.dkim.selector}-{label}): their first labels must differ",
+                )
+            seen[label] = host.name
 
     def _check_extra(self) -> None:
         trusted = self.dovecot.extra.get("login_trusted_networks")

@@ -5,6 +5,9 @@ The private key is generated on the host (`openssl genrsa` under umask 077, then
 signer) and never leaves it: the probe reads only the public half (`openssl rsa -pubout`), so no plan,
 output or log can hold the private key. A key present is never made again. A new selector makes a new
 key and signs with it; the old keys stay (and are published by `records`) until listed in `dkim.retire`.
+
+Each host makes its own key, so in a site of several hosts each host signs with a selector of its own,
+`<selector>-<first label of the host name>` (mail-mx1, mail-mx2): one key per DNS name.
 """
 
 from __future__ import annotations
@@ -82,6 +85,13 @@ def key_dir(ctx: HostContext) -> str:
     return f"{ctx.dialect.opendkim.keys_dir}/{ctx.site.domain}"
 
 
+def host_selector(ctx: HostContext, selector: str) -> str:
+    """The selector this host signs with: the site's, plus the host's first label when several hosts sign."""
+    if len(ctx.site.hosts) == 1:
+        return selector
+    return f"{selector}-{ctx.host.name.split('.')[0]}"
+
+
 def _keys_read(directory: str) -> Read:
     d = quote(directory)
     return Read(
@@ -148,12 +158,14 @@ class OpenDkimResource(Resource[DkimWish]):
         notes = []
         if ctx.lan(6):
             notes.append("OpenDKIM signs IPv6 mynetworks clients only when they log in (InternalHosts: IPv4 only)")
+        selector = host_selector(ctx, dkim.selector)
         text = render_template(
             "opendkim/opendkim.conf.j2",
             o=o,
             dkim=dkim,
+            selector=selector,
             domain=ctx.site.domain,
-            key_file=wish.key_file(dkim.selector),
+            key_file=wish.key_file(selector),
             internal_hosts=internal,
         )
         return DkimWish(files=(ManagedFile(o.conf, text, NAME),), notes=tuple(notes), dkim=dkim,
@@ -166,15 +178,16 @@ class OpenDkimResource(Resource[DkimWish]):
         out = list(files.changes(desired.files, facts, files.notifying(RESTART)))
         present = {k.selector: k for k in parse_keys(facts.section(_keys_read(desired.key_dir).key))}
         user = ctx.dialect.opendkim.user
-        path = desired.key_file(dkim.selector)
-        key = present.get(dkim.selector)
+        selector = host_selector(ctx, dkim.selector)
+        path = desired.key_file(selector)
+        key = present.get(selector)
         if key is None:
             out.append(
                 Change(
                     f"dkim-key:{path}",
                     Phase.PREPARE,
                     "generate",
-                    f"DKIM key {dkim.selector}._domainkey.{desired.domain}: {dkim.bits}-bit RSA, generated on the host",
+                    f"DKIM key {selector}._domainkey.{desired.domain}: {dkim.bits}-bit RSA, generated on the host",
                     commands=_generate(desired.key_dir, path, dkim.bits, user),
                     notifies=frozenset({RESTART}),
                 )
@@ -190,15 +203,15 @@ class OpenDkimResource(Resource[DkimWish]):
                     notifies=frozenset({RESTART}),
                 )
             )
-        for selector in dkim.retire:
-            if selector in present:
-                old = desired.key_file(selector)
+        for retired in (host_selector(ctx, r) for r in dkim.retire):
+            if retired in present:
+                old = desired.key_file(retired)
                 out.append(
                     Change(
                         f"dkim-key:{old}",
                         Phase.FINISH,
                         "remove",
-                        f"retired DKIM key {selector}._domainkey.{desired.domain}: deleted (unpublish its record)",
+                        f"retired DKIM key {retired}._domainkey.{desired.domain}: deleted (unpublish its record)",
                         commands=(Command(("rm", "-f", old)),),
                     )
                 )
@@ -239,7 +252,7 @@ class OpenDkimResource(Resource[DkimWish]):
         dkim = ctx.site.dkim
         if dkim is None:
             return ()
-        path = f"{key_dir(ctx)}/{dkim.selector}.private"
+        path = f"{key_dir(ctx)}/{host_selector(ctx, dkim.selector)}.private"
         return (HostCheck("host.dkim_key_private", partial(_private_key, path=path, user=ctx.dialect.opendkim.user)),)
 
 

@@ -4,7 +4,8 @@ host; a user cannot send as another; AUTH is never offered before TLS (25, 587) 
 (`sasl.on_port_25: false`); 465 speaks TLS at once; a new selector makes a second key, signs with it and
 keeps the first until retired; no private key ever shows in plan or apply output.
 
-The runner (10.231.0.1) is outside the site's mynetworks here: what gets mail signed is the login.
+The runner (10.231.0.1) is outside the site's mynetworks here: what gets mail signed is the login. The
+site has two hosts, so each signs with a selector of its own: s1-bookworm-40, s1-trixie-40.
 
     MAILPROV_LAB_KEEP=1 .venv/bin/pytest -q tests/live/test_dkim_submission.py
 """
@@ -87,6 +88,11 @@ def write_site(hosts: dict[str, Any], path: Path, dkim_field: str) -> Path:
     )
     path.write_text(SITE.format(hosts=entries.rstrip("\n"), dkim=dkim_field))
     return path
+
+
+def sel(base: str, host: Any) -> str:
+    """The selector `host` signs with in this two-host site."""
+    return f"{base}-{host.name}"
 
 
 def root(host: Any, command: str) -> str:
@@ -172,11 +178,16 @@ def test_apply_converges_and_keeps_the_key_private(site: Path, hosts: dict[str, 
     plan = run_cli("plan", str(site))
     assert plan.returncode == 0, plan.stdout + plan.stderr
     for host in hosts.values():
-        state = root(host, f"stat -c '%U %G %a %n' {KEYS}/s1.private; postconf -h smtpd_milters non_smtpd_milters")
-        assert f"opendkim opendkim 600 {KEYS}/s1.private" in state
+        key = f"{KEYS}/{sel('s1', host)}.private"
+        state = root(host, f"stat -c '%U %G %a %n' {key}; postconf -h smtpd_milters non_smtpd_milters")
+        assert f"opendkim opendkim 600 {key}" in state
         assert "inet:127.0.0.1:8891" in state
-        for line in private_lines(host):
+        lines = private_lines(host)
+        for line in lines:
             assert line not in result.stdout + result.stderr + plan.stdout + plan.stderr
+        # nor in the apply's script, log and backups on the host, nor in any log there
+        found = root(host, f"grep -rlF -e {lines[1]} /var/lib/mailprov /var/log /etc/postfix; echo end")
+        assert found == "end\n", found
 
 
 @pytest.mark.parametrize("distro", DISTROS)
@@ -185,9 +196,10 @@ def test_submitted_mail_is_signed_and_verifies(site: Path, hosts: dict[str, Any]
     subject = f"signed-{distro}-{os.getpid()}"
     submit(host, "john", f"jsmith@{DOMAIN}", subject)  # an alias of john's is his to send as
     message = delivered(host, subject)
-    assert signature_selector(message) == "s1"
-    assert verifies(message, public_record(host, "s1"), "s1")
-    assert not verifies(message.replace(b"Hello from", b"Hullo from"), public_record(host, "s1"), "s1")
+    selector = sel("s1", host)
+    assert signature_selector(message) == selector
+    assert verifies(message, public_record(host, selector), selector)
+    assert not verifies(message.replace(b"Hello from", b"Hullo from"), public_record(host, selector), selector)
 
 
 @pytest.mark.parametrize("distro", DISTROS)
@@ -228,18 +240,18 @@ def test_selector_rotation_keeps_the_old_key_until_retired(site: Path, hosts: di
     assert run_cli("plan", str(rotated)).returncode == 0
     for distro, host in hosts.items():
         listing = root(host, f"ls {KEYS}")
-        assert listing.split() == ["s1.private", "s2.private"]
+        assert listing.split() == [f"{sel('s1', host)}.private", f"{sel('s2', host)}.private"]
         for line in private_lines(host):
             assert line not in result.stdout + result.stderr
         subject = f"rotated-{distro}-{os.getpid()}"
         submit(host, "mary", f"mary@{DOMAIN}", subject)
         message = delivered(host, subject)
-        assert signature_selector(message) == "s2"
-        assert verifies(message, public_record(host, "s2"), "s2")
+        assert signature_selector(message) == sel("s2", host)
+        assert verifies(message, public_record(host, sel("s2", host)), sel("s2", host))
     retired = write_site(hosts, tmp_path / "retired.yaml", "{selector: s2, bits: 3072, retire: [s1]}")
     result = run_cli("apply", str(retired), "--yes")
     assert result.returncode == 0, result.stdout + result.stderr
     for host in hosts.values():
-        assert root(host, f"ls {KEYS}").split() == ["s2.private"]
+        assert root(host, f"ls {KEYS}").split() == [f"{sel('s2', host)}.private"]
     # back to the module's site for a re-run on a kept lab: s1 comes back as a fresh key
     assert run_cli("apply", str(site), "--yes").returncode == 0

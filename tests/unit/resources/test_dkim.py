@@ -22,7 +22,9 @@ from mailprov.resources.dkim import OpenDkimResource, _keys_read, parse_keys
 from resources.helpers import DATA, context, plan_for, site_from, site_text, with_new_reads, with_section
 
 KEYS = "/etc/opendkim/keys/example.test"
-CAPTURED = (DATA / "dkim-keys-bookworm.txt").read_text()  # bookworm-40 after a rotation: s1 (2048), s2 (3072)
+# Captured on bookworm-40 after a rotation (s1: 2048 bits, s2: 3072), in a two-host site: each host signs with
+# <selector>-<first label>. Renamed here as host mx1 of the lab site names its keys.
+CAPTURED = (DATA / "dkim-keys-bookworm.txt").read_text().replace("-bookworm-40 ", "-mx1 ")
 RESOURCE = OpenDkimResource()
 
 
@@ -56,8 +58,8 @@ def rendered_conf(site: Site) -> str:
 def test_the_keys_read_parses_to_public_keys_only() -> None:
     keys = parse_keys(CAPTURED)
     assert [(k.selector, k.owner, k.group, k.mode) for k in keys] == [
-        ("s1", "opendkim", "opendkim", 0o600),
-        ("s2", "opendkim", "opendkim", 0o600),
+        ("s1-mx1", "opendkim", "opendkim", 0o600),
+        ("s2-mx1", "opendkim", "opendkim", 0o600),
     ]
     sizes = []
     for k in keys:
@@ -73,8 +75,8 @@ def test_every_key_on_the_host_is_published_retired_ones_until_removed(tmp_path:
     facts = host_facts(site)
     records = RESOURCE.records(context(site, "bookworm", facts), facts)
     assert [(r.name, r.rtype) for r in records] == [
-        ("s1._domainkey.example.test", "TXT"),
-        ("s2._domainkey.example.test", "TXT"),
+        ("s1-mx1._domainkey.example.test", "TXT"),
+        ("s2-mx1._domainkey.example.test", "TXT"),
     ]
     assert all(r.value.startswith("v=DKIM1; k=rsa; p=MII") and " " not in r.value.split("p=")[1] for r in records)
     assert records[1].value == "v=DKIM1; k=rsa; p=" + parse_keys(CAPTURED)[1].public
@@ -91,11 +93,11 @@ def test_a_fresh_host_gets_opendkim_a_key_made_there_and_the_milter(tmp_path: Pa
     site = dkim_site(tmp_path)
     plan = plan_for(site, "bookworm", host_facts(site, keys=""))
     changes = {c.key: c for c in plan.changes}
-    key = changes[f"dkim-key:{KEYS}/s2.private"]
+    key = changes[f"dkim-key:{KEYS}/s2-mx1.private"]
     assert (key.phase, key.action) == (Phase.PREPARE, "generate")
     argv = [" ".join(c.argv) for c in key.commands]
-    assert any("openssl genrsa" in a and a.endswith(f"{KEYS}/s2.private 3072") for a in argv)
-    assert argv[-2:] == [f"chown opendkim:opendkim {KEYS}/s2.private", f"chmod 0600 {KEYS}/s2.private"]
+    assert any("openssl genrsa" in a and a.endswith(f"{KEYS}/s2-mx1.private 3072") for a in argv)
+    assert argv[-2:] == [f"chown opendkim:opendkim {KEYS}/s2-mx1.private", f"chmod 0600 {KEYS}/s2-mx1.private"]
     assert any("opendkim-tools" in c.argv for c in changes["packages"].commands)
     assert "file:/etc/opendkim.conf" in changes
     assert "validate-opendkim" in [g.step for g in plan.gates]
@@ -113,8 +115,8 @@ def test_a_fresh_host_gets_opendkim_a_key_made_there_and_the_milter(tmp_path: Pa
 def test_the_config_signs_the_site_domain_with_the_selector_s_key(tmp_path: Path) -> None:
     conf = rendered_conf(dkim_site(tmp_path))
     lines = {line.split(None, 1)[0]: line.split(None, 1)[1] for line in conf.splitlines() if line[:1].isalpha()}
-    assert lines["Domain"] == "example.test" and lines["Selector"] == "s2"
-    assert lines["KeyFile"] == f"{KEYS}/s2.private"
+    assert lines["Domain"] == "example.test" and lines["Selector"] == "s2-mx1"  # one key per host and name
+    assert lines["KeyFile"] == f"{KEYS}/s2-mx1.private"
     assert lines["Socket"] == "inet:8891@127.0.0.1" and lines["Mode"] == "s"
     assert lines["InternalHosts"] == "csl:127.0.0.1,::1,10.231.0.0/16,127.0.0.0/8"  # mynetworks
 
@@ -126,9 +128,9 @@ def test_converged_host_plans_nothing_for_dkim(tmp_path: Path) -> None:
 
 def test_a_present_key_is_never_made_again_only_its_mode_fixed(tmp_path: Path) -> None:
     site = dkim_site(tmp_path)
-    loose = CAPTURED.replace("key s2 opendkim opendkim 600", "key s2 root root 644")
+    loose = CAPTURED.replace("key s2-mx1 opendkim opendkim 600", "key s2-mx1 root root 644")
     facts = host_facts(site, keys=loose, conf=rendered_conf(site))
-    assert dkim_changes(site, facts) == [(f"dkim-key:{KEYS}/s2.private", Phase.PREPARE, "set")]
+    assert dkim_changes(site, facts) == [(f"dkim-key:{KEYS}/s2-mx1.private", Phase.PREPARE, "set")]
 
 
 def test_a_new_selector_makes_a_new_key_and_keeps_the_old(tmp_path: Path) -> None:
@@ -136,10 +138,10 @@ def test_a_new_selector_makes_a_new_key_and_keeps_the_old(tmp_path: Path) -> Non
     facts = host_facts(site, conf=rendered_conf(dkim_site(tmp_path)))
     assert dkim_changes(site, facts) == [
         ("file:/etc/opendkim.conf", Phase.FILES, "update"),
-        (f"dkim-key:{KEYS}/s3.private", Phase.PREPARE, "generate"),
+        (f"dkim-key:{KEYS}/s3-mx1.private", Phase.PREPARE, "generate"),
     ]
     records = RESOURCE.records(context(site, "bookworm", facts), facts)
-    assert [r.name.split(".")[0] for r in records] == ["s1", "s2"]  # s3 is published once it exists
+    assert [r.name.split(".")[0] for r in records] == ["s1-mx1", "s2-mx1"]  # s3 is published once it exists
 
 
 def test_a_retired_selector_s_key_is_deleted_after_the_switch(tmp_path: Path) -> None:
@@ -148,7 +150,25 @@ def test_a_retired_selector_s_key_is_deleted_after_the_switch(tmp_path: Path) ->
     ctx = context(site, "bookworm", facts)
     (change,) = RESOURCE.changes(ctx, RESOURCE.desired(ctx), facts)
     assert (change.phase, change.action) == (Phase.FINISH, "remove")
-    assert [c.argv for c in change.commands] == [("rm", "-f", f"{KEYS}/s1.private")]
+    assert [c.argv for c in change.commands] == [("rm", "-f", f"{KEYS}/s1-mx1.private")]
+
+
+def test_a_single_host_signs_with_the_site_s_selector(tmp_path: Path) -> None:
+    text = site_text()
+    start = text.index("  - name: mx2.example.test")
+    end = text.index("\n\n", start) if "\n\n" in text[start:] else len(text)
+    single = site_from(text[:start] + text[end:].lstrip("\n") + "dkim: {selector: s2}\n", tmp_path)
+    assert len(single.hosts) == 1
+    ctx = context(single, "bookworm")
+    assert "\nSelector\t\ts2\n" in RESOURCE.desired(ctx).files[0].text()
+
+
+def test_hosts_of_one_site_need_distinct_first_labels(tmp_path: Path) -> None:
+    text = site_text().replace("mx2.example.test", "mx1.example.org")
+    site_from(text, tmp_path)  # fine without DKIM
+    with pytest.raises(ConfigError) as err:
+        site_from(text + "dkim: {selector: s1}\n", tmp_path)
+    assert "same DKIM selector (s1-mx1)" in str(err.value)
 
 
 @pytest.mark.parametrize(
