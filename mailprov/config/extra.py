@@ -180,7 +180,7 @@ MANAGED_FIELDS: dict[str, str] = {
     "smtpd_tls_protocols": "tls.min_protocol", "smtpd_tls_mandatory_protocols": "tls.min_protocol",
     "smtpd_tls_cert_file": "tls.files (or tls.cert_path)", "smtpd_tls_key_file": "tls.files (or tls.key_path)",
     "smtpd_tls_loglevel": "tls.loglevel", "smtpd_tls_session_cache_timeout": "tls.session_cache_timeout",
-    "smtpd_tls_session_cache_database": "tls.session_cache", "smtpd_sasl_auth_enable": "sasl.enabled",
+    "smtpd_tls_session_cache_database": "tls.session_cache", "smtpd_sasl_auth_enable": "sasl.enabled (sasl.on_port_25)",
     "smtpd_sasl_security_options": "sasl.mechanisms (anonymous logins are never allowed)",
     "broken_sasl_auth_clients": "sasl.broken_clients", "message_size_limit": "postfix.message_size_limit",
     "inet_interfaces": "postfix.inet_interfaces", "inet_protocols": "postfix.inet_protocols",
