@@ -24,6 +24,7 @@ from mailprov.config.types import (
     ConfigValue,
     CryptHash,
     Destination,
+    DkimSelector,
     DovecotValue,
     EnvName,
     Fqdn,
@@ -260,6 +261,9 @@ class Sasl(Model):
     enabled: bool = False
     mechanisms: tuple[Literal["plain", "login"], ...] = ("plain", "login")
     broken_clients: bool = False  # broken_sasl_auth_clients: only for Outlook Express 4 / Exchange 5
+    # Offer AUTH on port 25 too. false: users authenticate only on submission (587) / submissions (465),
+    # and port 25 is for other servers' mail alone.
+    on_port_25: bool = True
 
 
 class GeneratedCert(Model):
@@ -299,6 +303,27 @@ class Tls(Model):
         return self
 
 
+# --- DKIM ----------------------------------------------------------------------------------------------
+
+
+class Dkim(Model):
+    """DKIM signing of the site's mail with OpenDKIM; the key is generated on the host and stays there.
+
+    Changing `selector` rotates: a new key is made, mail is signed with it, and the old key stays on the
+    host (and published) until its selector is listed in `retire`.
+    """
+
+    selector: DkimSelector = "mail"
+    bits: Literal[2048, 3072, 4096] = 2048
+    retire: tuple[DkimSelector, ...] = ()
+
+    @model_validator(mode="after")
+    def _not_retiring_the_signer(self) -> Self:
+        if self.selector in self.retire:
+            raise ValueError(f"selector {self.selector} signs the mail: retire it only after choosing another")
+        return self
+
+
 # --- Dovecot and services ------------------------------------------------------------------------------
 
 
@@ -314,7 +339,8 @@ POSTFIX_MANAGED = frozenset(
         "smtpd_sasl_path", "smtpd_sasl_security_options", "smtpd_sasl_type", "smtpd_tls_auth_only",
         "smtpd_tls_cert_file", "smtpd_tls_key_file", "smtpd_tls_loglevel", "smtpd_tls_mandatory_protocols",
         "smtpd_tls_protocols", "smtpd_tls_security_level", "smtpd_tls_session_cache_database",
-        "smtpd_tls_session_cache_timeout", "smtpd_restriction_classes",
+        "smtpd_tls_session_cache_timeout", "smtpd_restriction_classes", "smtpd_milters", "non_smtpd_milters",
+        "milter_default_action", "smtpd_sender_login_maps",
     }
 )  # fmt: skip
 DOVECOT_MANAGED = frozenset(
@@ -430,6 +456,7 @@ class Site(Model):
     dovecot: Dovecot = Dovecot()
     postfix: Postfix = Postfix()
     firewall: Firewall = Firewall()
+    dkim: Dkim | None = None  # absent: no DKIM signing
 
     # -- cross-field rules; each raises ValueError naming the field, which the loader maps to a line --
 
@@ -441,6 +468,7 @@ class Site(Model):
         self._check_restrictions()
         self._check_tls_and_sasl()
         self._check_firewall()
+        self._check_dkim()
         self._check_extra()
         return self
 
@@ -562,11 +590,31 @@ class Site(Model):
             raise SiteRuleError("sasl.enabled", "SASL without TLS sends passwords in clear text: enable tls")
         if (self.postfix.submission or self.postfix.smtps) and not (self.sasl.enabled and self.tls.enabled):
             raise SiteRuleError("postfix.submission", "submission/smtps need both sasl and tls enabled")
+        if self.sasl.enabled and not self.sasl.on_port_25 and not (self.postfix.submission or self.postfix.smtps):
+            raise SiteRuleError(
+                "sasl.on_port_25",
+                "with AUTH off on port 25 users could not log in anywhere: enable postfix.submission or postfix.smtps",
+            )
 
     def _check_firewall(self) -> None:
         both = set(self.firewall.open) & set(self.firewall.lan_only)
         if both:
             raise SiteRuleError("firewall.lan_only", f"{', '.join(sorted(both))} listed as open and LAN-only")
+
+    def _check_dkim(self) -> None:
+        """Each host signs with `<selector>-<first label>` in a site of several: those must differ."""
+        if self.dkim is None or len(self.hosts) < 2:
+            return
+        seen: dict[str, str] = {}
+        for i, host in enumerate(self.hosts):
+            label = host.name.split(".")[0]
+            if label in seen:
+                raise SiteRuleError(
+                    f"hosts.{i}.name",
+                    f"{host.name} and {seen[label]} would sign with the same DKIM selector "
+                    f"({self.dkim.selector}-{label}): their first labels must differ",
+                )
+            seen[label] = host.name
 
     def _check_extra(self) -> None:
         trusted = self.dovecot.extra.get("login_trusted_networks")
@@ -601,6 +649,7 @@ __all__ = [
     "AccessAction",
     "AliasTarget",
     "CertFiles",
+    "Dkim",
     "Dovecot",
     "Firewall",
     "GeneratedCert",

@@ -33,6 +33,7 @@ class Paths:
     master_cf: str
     aliases: str
     sender_access: str
+    sender_login: str  # smtpd_sender_login_maps source: address -> the login that owns it
     dovecot_conf: str
     cert_dir: str
     key_dir: str
@@ -108,6 +109,25 @@ class Postgrey:
 
 
 @dataclass(frozen=True)
+class OpenDkim:
+    """OpenDKIM as this distribution ships it (Debian main; EPEL on EL, `opendkim-tools` split out on EL8+).
+
+    The milter listens on loopback TCP on every family: Debian's default unix socket (/run/opendkim) is
+    outside Postfix's chroot (smtpd, cleanup run chrooted in /var/spool/postfix there) and would need the
+    postfix user in the opendkim group; EPEL's own default is inet:8891@localhost, the port SELinux labels
+    milter_port_t, where a socket in Postfix's spool would need a policy change.
+    """
+
+    packages: tuple[str, ...]
+    conf: str  # /etc/opendkim.conf on both families
+    keys_dir: str  # <keys_dir>/<domain>/<selector>.private
+    user: str  # owns the private keys (the daemon's UserID)
+    pid_file: str
+    socket: str  # opendkim's Socket value
+    milter: str  # the same endpoint in Postfix's syntax (smtpd_milters)
+
+
+@dataclass(frozen=True)
 class DovecotSyntax:
     template: str  # dovecot/dovecot-<template>.conf.j2
     ssl_disable: bool  # 1.0/1.1: ssl_disable = yes|no instead of ssl =
@@ -127,6 +147,7 @@ class Dialect:
     services: Services
     firewall: FirewallBackend
     postgrey: Postgrey
+    opendkim: OpenDkim
     dovecot_syntax: DovecotSyntax
     # Postfix
     map_type: str  # for postmap/postalias: never hard-coded hash
@@ -142,6 +163,7 @@ class Dialect:
     has_maillog_file: bool  # maillog_file + postlog service, 3.4+
     sasl_dovecot: bool  # smtpd_sasl_type = dovecot, 2.3+
     chroot_smtpd: str  # master.cf chroot column for our services: Debian y, RHEL n
+    submissions_service: str  # master.cf name of port 465: "submissions" (Postfix 3.5+ master.cf), else "smtps"
     # distribution glue
     packages_base: tuple[str, ...]
     packages_imap: tuple[str, ...]
@@ -228,6 +250,21 @@ def _postgrey(p: Platform) -> Postgrey:
     return Postgrey("/etc/sysconfig/postgrey", "POSTGREY_OPTS", "", "unix:postgrey/socket")
 
 
+def _opendkim(p: Platform) -> OpenDkim:
+    debian = p.os_family is OsFamily.DEBIAN
+    # EPEL 7 and older: opendkim-genkey and the other tools are in the opendkim package itself.
+    tools = debian or p.os_major >= 8
+    return OpenDkim(
+        packages=("opendkim", "opendkim-tools") if tools else ("opendkim",),
+        conf="/etc/opendkim.conf",
+        keys_dir="/etc/opendkim/keys",
+        user="opendkim",
+        pid_file="/run/opendkim/opendkim.pid" if debian or p.os_major >= 7 else "/var/run/opendkim/opendkim.pid",
+        socket="inet:8891@127.0.0.1",
+        milter="inet:127.0.0.1:8891",
+    )
+
+
 def _dovecot_syntax(p: Platform, gen: DovecotGen) -> DovecotSyntax:
     old = gen in (DovecotGen.V1_0, DovecotGen.V1_2)
     return DovecotSyntax(
@@ -253,6 +290,7 @@ def _decide(p: Platform) -> Dialect:
         master_cf="/etc/postfix/master.cf",
         aliases="/etc/aliases",
         sender_access="/etc/postfix/sender_access",
+        sender_login="/etc/postfix/sender_login",
         dovecot_conf="/etc/dovecot.conf" if p.dovecot_version.major < 2 else "/etc/dovecot/dovecot.conf",
         cert_dir="/etc/ssl/certs" if debian else "/etc/pki/tls/certs",
         key_dir="/etc/ssl/private" if debian else "/etc/pki/tls/private",
@@ -287,6 +325,7 @@ def _decide(p: Platform) -> Dialect:
         services=Services(p.init_system, debian),
         firewall=p.firewall,
         postgrey=_postgrey(p),
+        opendkim=_opendkim(p),
         dovecot_syntax=_dovecot_syntax(p, gen),
         map_type=_map_type(p),
         cache_type=_cache_type(p),
@@ -301,6 +340,8 @@ def _decide(p: Platform) -> Dialect:
         has_maillog_file=pf.at_least("3.4"),
         sasl_dovecot=pf.at_least("2.3"),
         chroot_smtpd="y" if debian else "n",
+        # /etc/services knows "submissions" (RFC 8314) where Postfix 3.5+ ships: netbase 6.x, setup 2.12+.
+        submissions_service="submissions" if pf.at_least("3.5") else "smtps",
         packages_base=base,
         packages_imap=imap,
         packages_pop3=pop3,

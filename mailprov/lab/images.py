@@ -72,6 +72,8 @@ REPO_PACKAGE_GROUPS: tuple[tuple[str, ...], ...] = (
         "iptables-persistent",
         "netfilter-persistent",
         "ssl-cert",
+        "opendkim",
+        "opendkim-tools",
     ),
     ("exim4-daemon-light",),  # so a test can start from a host whose MTA is exim4
 )

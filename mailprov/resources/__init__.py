@@ -1,8 +1,9 @@
 """The registry: every resource, in the order its changes and handlers run.
 
 Order matters for handlers: maps are rebuilt before Postfix reloads; postgrey listens before Postfix
-asks it; Postfix starts before Dovecot (it creates /var/spool/postfix/private, where Dovecot's auth
-socket goes). Adding a capability = one module here + its templates + its tests.
+asks it; OpenDKIM signs before Postfix hands it mail; Postfix starts before Dovecot (it creates
+/var/spool/postfix/private, where Dovecot's auth socket goes). Adding a capability = one module here + its
+templates + its tests.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 from mailprov.resources.accounts import AccountsResource
 from mailprov.resources.base import Resource
 from mailprov.resources.certificate import CertificateResource
+from mailprov.resources.dkim import OpenDkimResource
 from mailprov.resources.dovecot import Dovecot
 from mailprov.resources.firewall import Firewall
 from mailprov.resources.maps import MapsResource
@@ -27,6 +29,7 @@ REGISTRY: tuple[Resource[Any], ...] = (
     MapsResource(),
     Firewall(),
     Postgrey(),
+    OpenDkimResource(),
     Postfix(),
     Dovecot(),
     Services(),

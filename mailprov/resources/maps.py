@@ -1,5 +1,9 @@
-"""Postfix lookup tables: /etc/aliases (newaliases) and sender_access (postmap), and their compiled
-files (`.db`, `.lmdb`, … in the host's map type). A compiled map older than its source is rebuilt."""
+"""Postfix lookup tables: /etc/aliases (newaliases), sender_access and sender_login (postmap), and their
+compiled files (`.db`, `.lmdb`, … in the host's map type). A compiled map older than its source is rebuilt.
+
+sender_login (smtpd_sender_login_maps, with submission or smtps) says which login owns which address: a
+user owns login@ and their aliases @ the site's domain and each host's name, and every site alias that
+points to that user alone."""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 
-from mailprov.config.model import Mailbox
+from mailprov.config.model import Mailbox, Site
 from mailprov.facts.probe import Facts, Read
 from mailprov.render import render_template
 from mailprov.resources import files
@@ -28,6 +32,7 @@ from mailprov.resources.checks import FAIL, PASS, SKIP
 NAME = "maps"
 NEWALIASES = Handler(NAME, "newaliases")
 POSTMAP = Handler(NAME, "postmap")
+POSTMAP_LOGINS = Handler(NAME, "postmap-logins")
 POSTFIX_RELOAD = Handler("postfix", "reload")  # a changed access table is read again on reload
 
 
@@ -50,7 +55,24 @@ def tables(ctx: HostContext) -> tuple[Table, ...]:
     if ctx.site.sender_access:
         src = d.paths.sender_access
         out.append(Table("sender_access", src, d.compiled_map(src), POSTMAP))
+    if ctx.site.sasl.enabled and (ctx.site.postfix.submission or ctx.site.postfix.smtps):
+        src = d.paths.sender_login
+        out.append(Table("sender_login", src, d.compiled_map(src), POSTMAP_LOGINS))
     return tuple(out)
+
+
+def sender_owners(site: Site) -> tuple[tuple[str, str], ...]:
+    """(address, login) for smtpd_sender_login_maps, sorted: each address has exactly one owner."""
+    domains = (site.domain, *(h.name for h in site.hosts if h.name != site.domain))
+    logins = {u.login for u in site.users}
+    names: dict[str, str] = {}
+    for user in site.users:
+        for name in (user.login, *user.aliases):
+            names[name] = user.login
+    for alias, targets in site.aliases.items():
+        if len(targets) == 1 and targets[0] in logins:
+            names[alias] = targets[0]
+    return tuple(sorted((f"{name}@{domain}", login) for name, login in names.items() for domain in domains))
 
 
 class MapsResource(Resource[Maps]):
@@ -69,6 +91,11 @@ class MapsResource(Resource[Maps]):
             "sender_access": ManagedFile(
                 ctx.dialect.paths.sender_access, render_template("postfix/sender_access.j2", **context), "map"
             ),
+            "sender_login": ManagedFile(
+                ctx.dialect.paths.sender_login,
+                render_template("postfix/sender_login.j2", owners=sender_owners(ctx.site)),
+                "map",
+            ),
         }
         t = tables(ctx)
         return Maps(files=tuple(rendered[x.label] for x in t), tables=t)
@@ -78,7 +105,7 @@ class MapsResource(Resource[Maps]):
 
         def notify(f: ManagedFile, *_: object) -> frozenset[Handler]:
             rebuild = owed[f.path]
-            return frozenset({rebuild}) if rebuild is NEWALIASES else frozenset({rebuild, POSTFIX_RELOAD})
+            return frozenset({rebuild}) if rebuild == NEWALIASES else frozenset({rebuild, POSTFIX_RELOAD})
 
         out = list(files.changes(desired.files, facts, notify))
         written = {c.file.path for c in out if c.file is not None}
@@ -104,9 +131,10 @@ class MapsResource(Resource[Maps]):
         steps = []
         if NEWALIASES.action in actions:
             steps.append(HandlerStep("newaliases", (Command(("newaliases",)),)))
-        if POSTMAP.action in actions:
-            target = f"{d.map_type}:{d.paths.sender_access}"
-            steps.append(HandlerStep(f"postmap {target}", (Command(("postmap", target)),)))
+        for handler, source in ((POSTMAP, d.paths.sender_access), (POSTMAP_LOGINS, d.paths.sender_login)):
+            if handler.action in actions:
+                target = f"{d.map_type}:{source}"
+                steps.append(HandlerStep(f"postmap {target}", (Command(("postmap", target)),)))
         return steps
 
     def checks(self, ctx: HostContext) -> Sequence[HostCheck]:
@@ -117,7 +145,7 @@ def _fresh(h: object, table: Table, ctx: HostContext) -> tuple[str, str]:
     if not ctx.dialect.map_suffix:
         return SKIP, f"no known file name for {ctx.dialect.map_type}: maps"
     src, db = h.file(table.source), h.file(table.compiled)  # type: ignore[attr-defined]
-    fix = "newaliases" if table.rebuild is NEWALIASES else f"postmap {ctx.dialect.map_type}:{table.source}"
+    fix = "newaliases" if table.rebuild == NEWALIASES else f"postmap {ctx.dialect.map_type}:{table.source}"
     if not src.exists:
         return FAIL, f"{table.source} does not exist"
     if not db.exists:

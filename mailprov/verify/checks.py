@@ -314,6 +314,16 @@ class HostVerification:
         if session.ehlo_tls is None:
             self.skip_group(auth_names, "no TLS session (see smtp.starttls_handshake)")
             return
+        if not site.sasl.on_port_25:
+            offered = session.ehlo_tls.auth_mechanisms
+            self.judge(
+                auth_names[0],
+                not offered,
+                "after STARTTLS: no AUTH on port 25 (sasl.on_port_25: false; users log in on submission)",
+                f"port 25 offers AUTH {' '.join(sorted(offered))} although the site has sasl.on_port_25: false",
+            )
+            self.skip_group(auth_names[1:], "no AUTH on port 25 (sasl.on_port_25: false)")
+            return
         wanted = {m.upper() for m in site.sasl.mechanisms}
         offered = session.ehlo_tls.auth_mechanisms
         missing = wanted - offered
@@ -782,6 +792,8 @@ class HostVerification:
             return None, ""
         if not self.site.sasl.enabled:
             return None, "from outside, sending to a user needs SASL, which the site has off"
+        if not self.site.sasl.on_port_25:
+            return None, ""  # port 25 takes mail for local users from anyone, and offers no AUTH here
         if self.creds is None:
             return None, self.no_creds
         return ("PLAIN" if "plain" in self.site.sasl.mechanisms else "LOGIN", self.creds), ""

@@ -100,7 +100,7 @@ sender_access:
   - {pattern: spam.example, action: 550, text: go away}
   - {pattern: marketing@, action: DISCARD}
 greylisting: {enabled: true, delay: 60}
-sasl: {enabled: true, mechanisms: [plain], broken_clients: true}
+sasl: {enabled: true, mechanisms: [plain], broken_clients: true, on_port_25: false}
 tls:
   enabled: true
   generate: {days: 90, renew_before_days: 10, subject: '/C=US/O=Example, Inc./CN=mx1.example.net', key_bits: 3072}
@@ -129,6 +129,7 @@ firewall:
   open: [smtp, submission, smtps, imaps]
   lan_only: [imap]
   ssh_from: [192.0.2.0/24]
+dkim: {selector: mail2026, bits: 3072, retire: [mail]}
 """
 
 PUSHED = """\

@@ -220,6 +220,8 @@ FIELDS: list[Field] = [
         "`$(name)` are Postfix's own parameter expansion, and main.cf is never given to a shell",
         rendered_in="etc/postfix/main.cf",
     ),
+    Field("dkim.selector", ("dkim", "selector"), "mail2026"),
+    Field("dkim.retire.*", ("dkim", "retire", 0), "mail2025"),
     Field("firewall.open.*", ("firewall", "open", 0), "smtp"),
     Field("firewall.lan_only.*", ("firewall", "lan_only", 0), "imap"),
     Field("firewall.ssh_from.*", ("firewall", "ssh_from", 0), "192.168.0.0/24"),
