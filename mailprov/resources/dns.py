@@ -155,7 +155,9 @@ def canonical(rtype: str, value: str) -> str:
     """One form to compare a wished value with one read: names absolute and lower case, TXT joined."""
     if rtype == "TXT":
         return value
-    rdata = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.from_text(rtype), value, origin=dns.name.root, relativize=False)
+    rdata = dns.rdata.from_text(
+        dns.rdataclass.IN, dns.rdatatype.from_text(rtype), value, origin=dns.name.root, relativize=False
+    )
     return str(rdata.to_text()).lower()
 
 
