@@ -146,8 +146,9 @@ class Owned:
 
 
 def owned_of(record: DnsRecord) -> Owned:
-    if record.rtype == "TXT" and not record.name.startswith("_"):
+    if record.rtype == "TXT" and not any(label.startswith("_") for label in record.name.split(".")):
         return Owned(record.name, "TXT", "spf")  # the apex and host names carry others' TXT records too
+    # `_dmarc.DOMAIN`, `SELECTOR._domainkey.DOMAIN`: names of one purpose, wholly the site's
     return Owned(record.name, record.rtype)
 
 
