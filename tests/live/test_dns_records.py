@@ -155,7 +155,7 @@ def _plan(knot: Knot, records: tuple[DnsRecord, ...] = (DKIM,)) -> list[str]:
 
 def _dig(knot: Knot, name: str, rtype: str) -> str:
     out = subprocess.run(
-        ["kdig", f"@127.0.0.1", "-p", str(knot.port), "+short", "+norecurse", name, rtype],
+        ["kdig", "@127.0.0.1", "-p", str(knot.port), "+short", "+norecurse", name, rtype],
         capture_output=True,
         text=True,
         check=True,
