@@ -60,9 +60,12 @@ def ip_of(host: Host) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         if value is None:
             continue
         try:
-            return ipaddress.ip_address(value)
+            address = ipaddress.ip_address(value)
         except ValueError:
             continue
+        if isinstance(address, ipaddress.IPv6Address) and (address.scope_id or address.is_link_local):
+            continue  # fe80::1%eth0: no record can hold it
+        return address
     return None
 
 
