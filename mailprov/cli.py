@@ -276,6 +276,10 @@ def apply(
 @click.option("--no-host-checks", is_flag=True, help="Skip the on-host checks over SSH.")
 @click.option("--no-dns", is_flag=True, help="Skip the DNS checks.")
 @click.option(
+    "--resolver",
+    help="Ask this DNS server (IP address) in the DNS checks (default: the site's dns.server, else the system's).",
+)
+@click.option(
     "--accept-new-host-keys",
     is_flag=True,
     help="Trust and record unknown host keys (on-host checks); a key of a new type for a known name is refused "
@@ -291,6 +295,7 @@ def verify(
     address: str | None,
     no_host_checks: bool,
     no_dns: bool,
+    resolver: str | None,
     accept_new_host_keys: bool,
     known_hosts: str | None,
 ) -> None:
@@ -318,7 +323,17 @@ def verify(
     def transport_for(host: Host) -> Transport:
         return connect(target_for(host, run_options, base_dir))
 
-    options = VerifyOptions(from_outside=from_outside, host_checks=not no_host_checks, dns=not no_dns)
+    if resolver is not None:
+        from mailprov.config.model import check_public_address
+        from mailprov.errors import ConfigError
+
+        try:
+            resolver = check_public_address(resolver)
+        except ValueError as exc:
+            raise ConfigError(f"--resolver: {exc}") from None
+    options = VerifyOptions(
+        from_outside=from_outside, host_checks=not no_host_checks, dns=not no_dns, resolver=resolver
+    )
     results = verify_site(model, hosts, options, base_dir, transport_for)
     reporter = Reporter()
     if as_json:
