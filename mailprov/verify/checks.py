@@ -1057,9 +1057,9 @@ class HostVerification:
                 + f"; the network owner sets: {needed[2]}",
             )
         except dns.DnsUnavailable as exc:
-            for name in DNS_NAMES:
+            for name, record in zip(DNS_NAMES, needed, strict=False):
                 if not any(r.name == name for r in self.results):
-                    self.add(name, "skip", str(exc))
+                    self.add(name, "skip", f"{exc} (ask a recursive resolver with --resolver IP); needed: {record}")
 
     def _sending(self, resolver: records.Resolver) -> None:
         """What receivers check of mail from the site: SPF for this host's address, the DMARC policy, the

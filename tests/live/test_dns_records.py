@@ -241,3 +241,70 @@ def test_engine_and_cli_show_the_same_records(knot: Knot) -> None:
     assert "example.test. 3600 IN MX 10 mx1.example.test." in result.output
     assert '_dmarc.example.test. 3600 IN TXT "v=DMARC1; p=reject; rua=mailto:dmarc@example.test"' in result.output
     assert "10.2.0.192.in-addr.arpa. 3600 IN PTR mx1.example.test." in result.output
+
+
+def _verify(knot: Knot, host_index: int, published: tuple[DnsRecord, ...]) -> dict[str, tuple[str, str]]:
+    """verify's DNS checks of one host through the site's dns.server (no SMTP: the site has no submission,
+    and the hosts' addresses are documentation addresses nobody serves)."""
+    from mailprov.verify.checks import HostVerification, VerifyOptions
+
+    site = _site(knot)
+    run = HostVerification(site, site.hosts[host_index], VerifyOptions(host_checks=False), knot.site_file.parent)
+    run.published = published
+    run.dns()
+    return {r.name: (r.status, r.detail) for r in run.results}
+
+
+def test_verify_dns_checks_pass_through_the_site_server_and_one_break_fails_one_check(knot: Knot) -> None:
+    ctx = SiteContext(_site(knot), knot.site_file.parent, (DKIM,))
+    DnsResource().apply(ctx, DnsResource().plan(ctx))  # converged (whatever ran before)
+    results = _verify(knot, 0, (DKIM,))
+    statuses = {name: status for name, (status, _) in results.items()}
+    assert statuses == {
+        "dns.mx": "pass",
+        "dns.a": "pass",
+        "dns.ptr": "pass",
+        "dns.spf": "pass",
+        "dns.dmarc": "pass",
+        "dns.host_records": "pass",
+        "dkim.signature": "skip",  # the site has no submission port: nothing to send through
+    }, results
+    assert "forward-confirmed" in results["dns.ptr"][1]
+    # mx2's address is in no reverse zone the site's server holds: it cannot say (a resolver could).
+    status, detail = _verify(knot, 1, (DKIM,))["dns.ptr"]
+    assert status == "skip" and "REFUSED" in detail and "--resolver" in detail
+
+    # Break one record by hand: exactly that check fails.
+    subprocess.run(
+        ["knsupdate", "-k", str(knot.key_file)],
+        input=f"server 127.0.0.1 {knot.port}\nzone example.test\ndel mail._domainkey.example.test TXT\nsend\n",
+        text=True,
+        check=True,
+        capture_output=True,
+    )
+    broken = {name: status for name, (status, _) in _verify(knot, 0, (DKIM,)).items()}
+    assert broken == {**statuses, "dns.host_records": "fail"}
+    DnsResource().apply(ctx, DnsResource().plan(ctx))
+    assert _verify(knot, 0, (DKIM,))["dns.host_records"][0] == "pass"
+
+
+def test_a_dkim_signature_verifies_against_the_key_the_site_published(knot: Knot) -> None:
+    import dkim
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from mailprov.verify import records
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    record = DnsRecord("live._domainkey.example.test", "TXT", "v=DKIM1; k=rsa; p=" + base64.b64encode(public).decode())
+    ctx = SiteContext(_site(knot), knot.site_file.parent, (DKIM, record))
+    DnsResource().apply(ctx, DnsResource().plan(ctx))
+    message = b"From: john@example.test\r\nTo: x@receiver.test\r\nSubject: t\r\n\r\nhello\r\n"
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    signed = bytes(dkim.sign(message, b"live", b"example.test", private)) + message
+    resolver = records.Resolver("127.0.0.1", knot.port, 3.0, "the site's dns.server")
+    assert records.dkim_check(signed, resolver).ok
+    assert not records.dkim_check(signed.replace(b"hello", b"hellO"), resolver).ok
