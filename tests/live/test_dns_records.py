@@ -12,8 +12,9 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -153,6 +154,12 @@ def _plan(knot: Knot, records: tuple[DnsRecord, ...] = (DKIM,)) -> list[str]:
     return [c.key for c in DnsResource().plan(ctx).changes]
 
 
+def _converge(knot: Knot, records: tuple[DnsRecord, ...] = (DKIM,)) -> None:
+    """The module's site published (each test starts from it, whichever ran before)."""
+    ctx = SiteContext(_site(knot), knot.site_file.parent, records)
+    DnsResource().apply(ctx, DnsResource().plan(ctx))
+
+
 def _dig(knot: Knot, name: str, rtype: str) -> str:
     out = subprocess.run(
         ["kdig", "@127.0.0.1", "-p", str(knot.port), "+short", "+norecurse", name, rtype],
@@ -202,6 +209,7 @@ def test_plan_apply_then_plan_is_empty(knot: Knot) -> None:
 
 
 def test_a_changed_site_updates_only_what_changed(knot: Knot) -> None:
+    _converge(knot)
     rotated = DnsRecord("new._domainkey.example.test", "TXT", "v=DKIM1; k=rsa; p=QUJD")
     ctx = SiteContext(_site(knot), knot.site_file.parent, (DKIM, rotated))
     plan = DnsResource().plan(ctx)
@@ -214,6 +222,7 @@ def test_a_changed_site_updates_only_what_changed(knot: Knot) -> None:
 
 
 def test_a_wrong_tsig_key_is_refused_clearly_without_the_secret(knot: Knot, tmp_path: Path) -> None:
+    _converge(knot)
     wrong_secret = base64.b64encode(os.urandom(32)).decode()
     (tmp_path / "tsig.key").write_text(f"hmac-sha256:mailprov-test:{wrong_secret}\n")
     (tmp_path / "site.yaml").write_text(knot.site_file.read_text())
@@ -231,6 +240,7 @@ def test_a_wrong_tsig_key_is_refused_clearly_without_the_secret(knot: Knot, tmp_
 
 
 def test_engine_and_cli_show_the_same_records(knot: Knot) -> None:
+    _converge(knot)
     outcomes = plan_site_resources(_site(knot), [], knot.site_file.parent)
     assert [o.resource for o in outcomes] == ["dns"]
     assert outcomes[0].error is None
@@ -256,8 +266,8 @@ def _verify(knot: Knot, host_index: int, published: tuple[DnsRecord, ...]) -> di
 
 
 def test_verify_dns_checks_pass_through_the_site_server_and_one_break_fails_one_check(knot: Knot) -> None:
+    _converge(knot)
     ctx = SiteContext(_site(knot), knot.site_file.parent, (DKIM,))
-    DnsResource().apply(ctx, DnsResource().plan(ctx))  # converged (whatever ran before)
     results = _verify(knot, 0, (DKIM,))
     statuses = {name: status for name, (status, _) in results.items()}
     assert statuses == {
@@ -289,6 +299,7 @@ def test_verify_dns_checks_pass_through_the_site_server_and_one_break_fails_one_
 
 
 def test_a_dkim_signature_verifies_against_the_key_the_site_published(knot: Knot) -> None:
+    _converge(knot)
     import dkim
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
@@ -308,3 +319,65 @@ def test_a_dkim_signature_verifies_against_the_key_the_site_published(knot: Knot
     resolver = records.Resolver("127.0.0.1", knot.port, 3.0, "the site's dns.server")
     assert records.dkim_check(signed, resolver).ok
     assert not records.dkim_check(signed.replace(b"hello", b"hellO"), resolver).ok
+
+
+def test_cli_plan_apply_plan_with_the_hosts_faked(knot: Knot, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`mailprov plan` / `apply` / `plan` through the CLI: the hosts are stand-ins (converged, no SSH) whose
+    apply "generates" a DKIM key, which must be published after the apply; the zone is the real knotd."""
+    _converge(knot)
+    import json
+
+    from mailprov import orchestrate
+    from mailprov.apply import ApplyResult
+    from mailprov.plan import HostPlan
+
+    site_file = tmp_path / "site.yaml"
+    site_file.write_text(knot.site_file.read_text().replace("policy: reject", "policy: quarantine"))
+    (tmp_path / "tsig.key").write_text(knot.key_file.read_text())
+    generated = DnsRecord("gen._domainkey.example.test", "TXT", "v=DKIM1; k=rsa; p=R0VO")
+
+    def host_plan(name: str) -> HostPlan:
+        return HostPlan(name, "Debian 12", (), (), (), (), (), (), "", "fp", records=(DKIM,))
+
+    def fake_plan_site(site: Site, hosts: Any, options: Any, base_dir: Path) -> list[orchestrate.HostOutcome]:
+        return [orchestrate.HostOutcome(h.name, plan=host_plan(h.name)) for h in hosts]
+
+    def fake_apply_site(site: Site, hosts: Any, options: Any, base_dir: Path, approve: Any, **_: Any) -> Any:
+        planned = fake_plan_site(site, hosts, options, base_dir)
+        assert approve(planned)
+        return [
+            orchestrate.HostOutcome(o.host, o.plan, ApplyResult(o.host, True, ()), records=(DKIM, generated))
+            for o in planned
+        ]
+
+    monkeypatch.setattr(orchestrate, "plan_site", fake_plan_site)
+    monkeypatch.setattr(orchestrate, "apply_site", fake_apply_site)
+    runner = CliRunner()
+    first = runner.invoke(main, ["plan", str(site_file)])
+    assert first.exit_code == 2, first.output
+    assert "● site: dns" in first.output and "DNS _dmarc.example.test TXT" in first.output
+    assert '+_dmarc.example.test. 3600 IN TXT "v=DMARC1; p=quarantine; rua=mailto:dmarc@example.test"' in first.output
+    assert knot.key_file.read_text().split(":")[2].strip() not in first.output
+    as_json = json.loads(runner.invoke(main, ["plan", str(site_file), "--json"]).output)
+    assert as_json[-1]["site"] == "dns" and as_json[-1]["changes"][0]["key"] == "dns:_dmarc.example.test/TXT"
+
+    applied = runner.invoke(main, ["apply", str(site_file), "--yes"])
+    assert applied.exit_code == 0, applied.output
+    assert "dns: updated" in applied.output
+    assert "p=quarantine" in _dig(knot, "_dmarc.example.test", "TXT")
+    assert "R0VO" in _dig(knot, "gen._domainkey.example.test", "TXT")  # the key made by the apply
+
+    monkeypatch.setattr(
+        orchestrate,
+        "plan_site",
+        lambda site, hosts, options, base_dir: [
+            orchestrate.HostOutcome(h.name, plan=replace(host_plan(h.name), records=(DKIM, generated))) for h in hosts
+        ],
+    )
+    second = runner.invoke(main, ["plan", str(site_file)])
+    assert second.exit_code == 0, second.output
+    assert "no changes: the dns records match the site" in second.output
+
+    snippet = runner.invoke(main, ["dns", str(site_file)])
+    assert snippet.exit_code == 0, snippet.output
+    assert 'gen._domainkey.example.test. 3600 IN TXT "v=DKIM1; k=rsa; p=R0VO"' in snippet.output
