@@ -324,13 +324,14 @@ def verify(
         return connect(target_for(host, run_options, base_dir))
 
     if resolver is not None:
-        from mailprov.config.model import check_public_address
+        import ipaddress
+
         from mailprov.errors import ConfigError
 
         try:
-            resolver = check_public_address(resolver)
-        except ValueError as exc:
-            raise ConfigError(f"--resolver: {exc}") from None
+            resolver = str(ipaddress.ip_address(resolver))
+        except ValueError:
+            raise ConfigError("--resolver takes the IP address of a DNS server, such as 192.0.2.53") from None
     options = VerifyOptions(
         from_outside=from_outside, host_checks=not no_host_checks, dns=not no_dns, resolver=resolver
     )
@@ -340,7 +341,7 @@ def verify(
         reporter.json(to_json(results))
     else:
         reporter.checks(check_rows(results))
-        reporter.heading("DNS records the site needs (the guide's last step):")
+        reporter.heading("DNS records the site needs (the guide's last step; every record: mailprov dns SITE):")
         for host in hosts:
             for record in needed_records(model, host):
                 reporter.line(f"  {record}")
