@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import dkim
 import pytest
@@ -143,3 +145,67 @@ def test_dkim_signature_tags_unfold() -> None:
     private, _ = _key()
     tags = records.dkim_signature_tags(_signed(private, b"s2026"))
     assert tags["d"] == "example.test" and tags["s"] == "s2026"
+
+
+# --- the submission → IMAPS → dkimpy check, with the network stood in --------------------------------
+
+SUBMISSION_SITE = """domain: example.test
+hosts: [{name: mx1.example.test, public_address: 192.0.2.10}]
+users: [{login: john, password: {env: MAILPROV_JOHN}}]
+sasl: {enabled: true}
+postfix: {submission: true}
+"""
+
+
+def _run(monkeypatch: pytest.MonkeyPatch, sign_as: bytes, published: str, submission: bool = True) -> tuple[str, str]:
+    from mailprov.config.secrets import Secret
+    from mailprov.resources.base import DnsRecord
+    from mailprov.verify import probes
+    from mailprov.verify.checks import HostVerification, VerifyOptions
+
+    text = SUBMISSION_SITE if submission else SUBMISSION_SITE.replace("submission: true", "submission: false")
+    site = parse_site(text)
+    run = HostVerification(site, site.hosts[0], VerifyOptions(host_checks=False, delivery_timeout=0.1), Path("."))
+    run.creds = probes.Credentials("john", Secret("pw"))
+    run.user = site.users[0]
+    private, txt = _key()
+    run.published = (DnsRecord("mail._domainkey.example.test", "TXT", txt),)
+    sent: list[bytes] = []
+
+    def transaction(endpoint: Any, **kwargs: Any) -> probes.Transaction:
+        assert kwargs["port"] == 587 and kwargs["starttls"] and kwargs["auth"] is not None
+        sent.append(kwargs["message"])
+        return probes.Transaction((("done", probes.SmtpReply(250, "2.0.0 Ok: queued")),), "done")
+
+    def fetch(endpoint: Any, creds: Any, token: str, *, delete: bool) -> bytes:
+        signature = dkim.sign(sent[0], b"mail", sign_as, private, include_headers=[b"from", b"subject"])
+        return bytes(signature) + sent[0]
+
+    monkeypatch.setattr(probes, "smtp_transaction", transaction)
+    monkeypatch.setattr(probes, "imap_fetch", fetch)
+    key = txt if published == "same" else _key()[1]
+    table = {(f"mail._domainkey.{sign_as.decode()}", "TXT"): (key,)}
+    run._dkim_signature(FakeResolver("192.0.2.53", table=table))
+    (result,) = [r for r in run.results if r.name == "dkim.signature"]
+    return result.status, result.detail
+
+
+def test_a_message_sent_on_587_and_read_back_verifies(monkeypatch: pytest.MonkeyPatch) -> None:
+    status, detail = _run(monkeypatch, b"example.test", "same")
+    assert status == "pass", detail
+    assert "verified against DNS" in detail and "aligned with From example.test" in detail
+
+
+def test_another_key_in_dns_fails_the_signature_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    status, detail = _run(monkeypatch, b"example.test", "other")
+    assert status == "fail" and "does not verify" in detail
+
+
+def test_a_signature_of_another_domain_does_not_align(monkeypatch: pytest.MonkeyPatch) -> None:
+    status, detail = _run(monkeypatch, b"example.org", "same")  # verifies, but for another domain
+    assert status == "fail" and "d=example.org does not align with From example.test" in detail
+
+
+def test_without_submission_the_signature_check_says_why_it_skips(monkeypatch: pytest.MonkeyPatch) -> None:
+    status, detail = _run(monkeypatch, b"example.test", "same", submission=False)
+    assert status == "skip" and "postfix.submission" in detail
