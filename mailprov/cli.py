@@ -253,7 +253,7 @@ def apply(
     else:
         for one in shared:
             if one.error or one.applied:
-                show_site_plan(reporter, one)
+                show_site_plan(reporter, one, diffs=False)  # the diffs were shown before the question
         show_summary(reporter, outcomes)
     failed = any(o.error or (o.result is not None and not o.result.ok) for o in outcomes)
     sys.exit(1 if failed or any(s.error for s in shared) else 0)

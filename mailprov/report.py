@@ -222,8 +222,9 @@ def site_data(outcome: Any) -> dict[str, Any]:
     return data
 
 
-def show_site_plan(reporter: Reporter, outcome: Any) -> None:
-    """A site resource's changes (the DNS records), shown after the hosts' plans like a host's."""
+def show_site_plan(reporter: Reporter, outcome: Any, *, diffs: bool = True) -> None:
+    """A site resource's changes (the DNS records), shown after the hosts' plans like a host's; after an
+    apply (diffs=False) one line per change and what was done."""
     data = site_data(outcome)
     if data["error"]:
         reporter.line(f"● site: {outcome.resource}", "bold red")
@@ -239,7 +240,8 @@ def show_site_plan(reporter: Reporter, outcome: Any) -> None:
     for change in data["changes"]:
         mark = {"update": "~", "delete": "-"}.get(change["action"], "+")
         reporter.line(f"  {mark} {change['summary']}")
-        reporter.diff("      " + line for line in change["diff"])
+        if diffs:
+            reporter.diff("      " + line for line in change["diff"])
     if "applied" in data:
         reporter.ok(f"{outcome.resource}: {data['applied']}")
 
