@@ -397,6 +397,7 @@ class DnsResource(SiteResource[DnsDetail]):
         server = ctx.site.dns
         if server is None:
             return SitePlan(self.name, (), DnsDetail(()))
+        self._key(ctx, server)  # a key apply could not use is refused now, not after the hosts' applies
         wanted = site_records(ctx.site, ctx.records)
         zones = managed_zones(server)
         keys = [(r.name, r.rtype) for r in wanted if zone_of(r.name, zones) is not None]
@@ -412,11 +413,15 @@ class DnsResource(SiteResource[DnsDetail]):
         server = ctx.site.dns
         if server is None or not plan.detail.changes:
             return "no DNS changes"
-        key = TsigKey.parse(resolve(server.tsig_key, ctx.base_dir), f"dns.tsig_key ({server.tsig_key.describe()})")
+        key = self._key(ctx, server)
         messages = update_messages(plan.detail, key)
         send_updates(server.server, server.port, messages, key)
         zones = ", ".join(dict.fromkeys(c.zone for c in plan.detail.changes))
         return f"updated {len(plan.detail.changes)} RRset(s) in {zones} at {server.server}"
+
+    @staticmethod
+    def _key(ctx: SiteContext, server: DnsServer) -> TsigKey:
+        return TsigKey.parse(resolve(server.tsig_key, ctx.base_dir), f"dns.tsig_key ({server.tsig_key.describe()})")
 
 
 # --- a zone-file snippet ------------------------------------------------------------------------------------

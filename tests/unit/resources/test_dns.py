@@ -47,7 +47,7 @@ DNS = """dns:
   server: 192.0.2.53
   zone: example.test
   reverse_zones: [2.0.192.in-addr.arpa]
-  tsig_key: {file: tsig.key}
+  tsig_key: {env: MAILPROV_TSIG}
 """
 SECRET = base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 DKIM = DnsRecord("mail._domainkey.example.test", "TXT", "v=DKIM1; k=rsa; p=" + "A" * 392, why="DKIM key of mail")
@@ -303,6 +303,7 @@ def test_without_dns_the_resource_plans_nothing_and_reads_nothing() -> None:
 
 
 def test_plan_reads_the_server_for_the_owned_names_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAILPROV_TSIG", f"hmac-sha256:mailprov-lab:{SECRET}")
     asked: list[tuple[str, str]] = []
 
     def fake_read(server: str, port: int, keys: Any, timeout: float = 5.0) -> dict[tuple[str, str], tuple[str, ...]]:
@@ -315,6 +316,15 @@ def test_plan_reads_the_server_for_the_owned_names_only(monkeypatch: pytest.Monk
     assert ("mail._domainkey.example.test", "TXT") in asked
     assert all(c.action == "create" for c in plan.changes)
     assert any("the network owner sets it" in n for n in plan.notes)
+
+
+def test_plan_refuses_a_malformed_tsig_key_before_asking_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAILPROV_TSIG", "mailprov-lab:" + SECRET)
+    monkeypatch.setattr("mailprov.resources.dns.read_current", lambda *a, **k: pytest.fail("asked the server"))
+    with pytest.raises(ConfigError) as info:
+        DnsResource().plan(SiteContext(site(DNS), Path("."), ()))
+    assert "dns.tsig_key (environment variable MAILPROV_TSIG)" in str(info.value)
+    assert SECRET not in str(info.value)
 
 
 class FakeSiteResource(SiteResource[tuple[DnsRecord, ...]]):
