@@ -384,3 +384,16 @@ def test_dns_detail_is_the_value_apply_executes() -> None:
     assert isinstance(detail, DnsDetail) and detail.changes
     assert {c.zone for c in detail.changes} == set(ZONES)
     assert dns.rdatatype.from_text(detail.changes[0].owned.rtype) == dns.rdatatype.MX
+
+
+def test_a_server_that_cannot_be_asked_is_a_clear_error() -> None:
+    import socket
+
+    from mailprov.resources.dns import DnsError, read_current
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound, never answering
+        with pytest.raises(DnsError) as info:
+            read_current("127.0.0.1", port, [("example.test", "MX")], timeout=0.3)
+    assert f"the DNS server 127.0.0.1 port {port} did not answer within 0.3 s" in str(info.value)
