@@ -59,6 +59,7 @@ domain: example.net
 hosts:
   - name: mx1.example.net
     public_address: 198.51.100.10
+    mx_priority: 5
     ssh: {address: 192.0.2.10, port: 2222, user: admin, identity_file: ~/.ssh/id_ed25519,
           known_hosts: known_hosts, become: true, sudo_password: {env: MAILPROV_SUDO},
           transport: openssh, legacy_algorithms: true}
@@ -130,6 +131,13 @@ firewall:
   lan_only: [imap]
   ssh_from: [192.0.2.0/24]
 dkim: {selector: mail2026, bits: 3072, retire: [mail]}
+spf: {enabled: true, mechanisms: [mx, 'ip4:198.51.100.0/24', '~include:_spf.example.org'], all: ~all}
+dmarc: {enabled: true, policy: reject, subdomain_policy: quarantine, rua: [dmarc@example.net], pct: 50, adkim: s,
+        aspf: s}
+mta_sts: {enabled: false}
+tls_rpt: {enabled: false}
+dns: {server: 192.0.2.53, port: 5353, zone: example.net, reverse_zones: [100.51.198.in-addr.arpa],
+      tsig_key: {file: secrets/tsig}, ttl: 600}
 """
 
 PUSHED = """\
@@ -139,6 +147,7 @@ users: [{login: carol, password: {env: MAILPROV_CAROL}}]
 aliases: {postmaster: [carol]}
 tls: {files: {cert: mail.pem, key: mail.key, ca: ca.pem}}
 firewall: {enabled: false}
+dns: {server: '2001:db8::53', zone: example.com, tsig_key: {env: MAILPROV_TSIG}}
 """
 
 

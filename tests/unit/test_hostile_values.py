@@ -88,6 +88,12 @@ RBL = ("restrictions", "recipient", 7)
 POLICY = ("restrictions", "recipient", 9)
 TABLE = ("restrictions", "recipient", 6)
 
+DNS_SETUP = (
+    (("dns", "server"), "192.0.2.53"),
+    (("dns", "zone"), "example.com"),
+    (("dns", "tsig_key", "env"), "MAILPROV_TSIG"),
+)
+
 FIELDS: list[Field] = [
     Field("domain", ("domain",), "example.com"),
     Field("hosts.*.name", ("hosts", 0, "name"), "mail.example.com"),
@@ -225,6 +231,18 @@ FIELDS: list[Field] = [
     Field("firewall.open.*", ("firewall", "open", 0), "smtp"),
     Field("firewall.lan_only.*", ("firewall", "lan_only", 0), "imap"),
     Field("firewall.ssh_from.*", ("firewall", "ssh_from", 0), "192.168.0.0/24"),
+    Field("spf.mechanisms.*", ("spf", "mechanisms", 0), "ip4:203.0.113.10"),
+    Field("spf.mechanisms.*", ("spf", "mechanisms", 0), "include:_spf.example.net"),
+    Field("spf.all", ("spf", "all"), "-all"),
+    Field("dmarc.policy", ("dmarc", "policy"), "reject"),
+    Field("dmarc.subdomain_policy", ("dmarc", "subdomain_policy"), "quarantine"),
+    Field("dmarc.rua.*", ("dmarc", "rua", 0), "dmarc@example.com"),
+    Field("dmarc.adkim", ("dmarc", "adkim"), "s"),
+    Field("dmarc.aspf", ("dmarc", "aspf"), "s"),
+    Field("dns.server", ("dns", "server"), "192.0.2.53", setup=DNS_SETUP),
+    Field("dns.zone", ("dns", "zone"), "example.com", setup=DNS_SETUP),
+    Field("dns.reverse_zones.*", ("dns", "reverse_zones", 0), "2.0.192.in-addr.arpa", setup=DNS_SETUP),
+    Field("dns.tsig_key.env", ("dns", "tsig_key", "env"), "MAILPROV_TSIG", setup=DNS_SETUP),
 ]
 
 # String fields that never reach a host: paths on the admin's machine that mailprov itself opens.
@@ -237,6 +255,7 @@ LOCAL_ONLY: dict[str, str] = {
     "tls.files.cert": "read on the admin's machine; the host path is tls.cert_path",
     "tls.files.key": "read on the admin's machine; the host path is tls.key_path",
     "tls.files.ca": "read on the admin's machine; the host path is derived from the host name",
+    "dns.tsig_key.file": "secret file on the admin's machine; the TSIG secret itself never prints",
 }
 
 
