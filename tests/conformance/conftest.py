@@ -6,6 +6,10 @@
 
 Environment for the lab run:
     MAILPROV_CONFORMANCE_TRANSPORT   paramiko (default) | openssh: the lab site's `hosts[].ssh.transport`
+    MAILPROV_CONFORMANCE_SSHD        modern (default) | legacy: each lab host's sshd is made an old one first
+                                     (an ssh-rsa host key only, diffie-hellman-group14-sha1 only, as on
+                                     CentOS 5/6) and the site reaches it over openssh with
+                                     `ssh.legacy_algorithms: true`
     MAILPROV_CONFORMANCE_INDEX       the lab hosts' index (default 30)
     MAILPROV_CONFORMANCE_DISTROS     which lab releases, comma-separated (default all four)
     MAILPROV_CONFORMANCE_PASSWORD    the test user's password (default: a fresh one for this run)
@@ -19,7 +23,9 @@ value the running smtpd refuses), and kills applies half-way. Run it against box
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,6 +40,12 @@ TRANSPORT_ENV = "MAILPROV_CONFORMANCE_TRANSPORT"
 PASSWORD_ENV = "MAILPROV_CONFORMANCE_PASSWORD"
 INDEX_ENV = "MAILPROV_CONFORMANCE_INDEX"
 DISTROS_ENV = "MAILPROV_CONFORMANCE_DISTROS"
+SSHD_ENV = "MAILPROV_CONFORMANCE_SSHD"
+LEGACY_DROP_IN = "/etc/ssh/sshd_config.d/00-mailprov-conformance-legacy.conf"
+LEGACY_SSHD = (
+    "# an old sshd (CentOS 5/6): an RSA host key only, ssh-rsa signatures, SHA-1 key exchange\n"
+    "HostKey /etc/ssh/ssh_host_rsa_key\nHostKeyAlgorithms ssh-rsa\nKexAlgorithms diffie-hellman-group14-sha1\n"
+)
 
 LAB_SITE = """\
 # The conformance suite's lab site (written by tests/conformance/conftest.py for this run).
@@ -123,7 +135,33 @@ def lab_transport() -> str:
     transport = os.environ.get(TRANSPORT_ENV, "paramiko")
     if transport not in ("paramiko", "openssh"):
         raise pytest.UsageError(f"{TRANSPORT_ENV} must be paramiko or openssh, not {transport!r}")
+    if legacy_sshd() and transport != "openssh":
+        raise pytest.UsageError(f"{SSHD_ENV}=legacy needs {TRANSPORT_ENV}=openssh (paramiko has no SHA-1 exchange)")
     return transport
+
+
+def legacy_sshd() -> bool:
+    sshd = os.environ.get(SSHD_ENV, "modern")
+    if sshd not in ("modern", "legacy"):
+        raise pytest.UsageError(f"{SSHD_ENV} must be modern or legacy, not {sshd!r}")
+    return sshd == "legacy"
+
+
+def make_sshd_legacy(address: str, key: str, known: str) -> None:
+    """The host's sshd reconfigured as an old one (a drop-in, then SIGHUP: sshd is the lab host's PID 1 and
+    re-executes itself); then a login with today's algorithms must fail, or the run would prove nothing."""
+    ssh = ["ssh", "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={known}", "-o", "StrictHostKeyChecking=yes",
+           "-o", "ConnectTimeout=5", "-i", key, "-l", "root", address]  # fmt: skip
+    command = f"printf '%s' '{LEGACY_SSHD}' > {LEGACY_DROP_IN} && /usr/sbin/sshd -t && kill -HUP 1"
+    subprocess.run([*ssh, command], capture_output=True, text=True, timeout=30, check=True)
+    deadline = time.monotonic() + 20
+    while True:
+        probe = subprocess.run([*ssh, "true"], capture_output=True, text=True, timeout=10, check=False)
+        if "no matching host key type" in probe.stderr or "no matching key exchange" in probe.stderr:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{address}: sshd still speaks today's algorithms: {probe.stderr.strip()}")
+        time.sleep(0.5)
 
 
 def write_lab_site(path: Path, hosts: list[tuple[str, str]], key: str, known: str, transport: str) -> Path:
@@ -133,6 +171,8 @@ def write_lab_site(path: Path, hosts: list[tuple[str, str]], key: str, known: st
 
         os.environ[PASSWORD_ENV] = "Conf-" + secrets.token_urlsafe(12)
     extra = "" if transport == "paramiko" else f"\n      transport: {transport}"
+    if legacy_sshd():
+        extra += "\n      legacy_algorithms: true"
     block = "".join(
         LAB_HOST.format(name=name, address=address, key=key, known=known, transport=extra) for name, address in hosts
     )
@@ -149,6 +189,9 @@ def _lab_site(directory: Path) -> Iterator[Path]:
     try:
         distros = os.environ.get(DISTROS_ENV, ",".join(LAB_DISTROS)).split(",")
         hosts = [lab.up_at(distro.strip(), [index], fresh=True)[0] for distro in distros]
+        if legacy_sshd():
+            for host in hosts:
+                make_sshd_legacy(host.address, host.root_key, host.known_hosts)
         yield write_lab_site(
             directory / "lab-site.yaml",
             [(host.name, host.address) for host in hosts],
