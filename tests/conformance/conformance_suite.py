@@ -41,7 +41,8 @@ def mailprov_run(*args: str) -> tuple[int, str]:
 
 
 def json_outcomes(out: str) -> list[dict[str, Any]]:
-    """`apply --json` / `plan --json` output: a list with one entry per host."""
+    """`apply --json` / `plan --json` output: a list with one entry per host, then one per site resource
+    (`"site": "dns"`, the records; no handlers)."""
     start = out.index("[")
     data = json.loads(out[start:])
     assert isinstance(data, list), out

@@ -120,7 +120,7 @@ def test_a_second_apply_restarts_and_reloads_nothing(
     assert rc == 0, out
     for outcome in json_outcomes(out):
         assert outcome["error"] is None, outcome
-        assert outcome["changes"] == [] and outcome["handlers"] == [], outcome
+        assert outcome.get("changes", []) == [] and outcome.get("handlers", []) == [], outcome  # hosts, DNS
         assert not outcome.get("apply", {}).get("steps"), outcome  # nothing was run on the host
     assert on_every_host(shells, MASTER_PIDS) == before  # no daemon restarted
     progress.passed.add("idempotent")
