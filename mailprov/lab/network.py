@@ -68,6 +68,12 @@ class HostNetwork:
     def outside_address(self) -> str:
         return f"10.232.{self.distro_number}.{self.index}"
 
+    def mac(self, interface: int) -> str:
+        """The fixed MAC of eth<interface>: a host started afresh keeps its MAC, so the runner's and the
+        other boxes' neighbour caches stay right (a new random MAC left them pointing at the old host for
+        half a minute, and the restarted host's sshd looked dead)."""
+        return f"02:6d:70:{self.distro_number:02x}:{self.index:02x}:{interface:02x}"
+
     @property
     def lan_veth(self) -> str:
         """Runner-side end of eth0 (interface names are at most 15 characters)."""
@@ -225,6 +231,11 @@ def create_host_network(net: HostNetwork) -> None:
         [*inside, "addr", "add", f"{net.outside_address}/{PREFIX_LENGTH}", "dev", "eth1"],
         what=f"address eth1 of {net.name}",
     )
+    for interface in (0, 1):
+        run(
+            [*inside, "link", "set", f"eth{interface}", "address", net.mac(interface)],
+            what=f"set the MAC of eth{interface} of {net.name}",
+        )
     run([*inside, "link", "set", "eth0", "up"], what=f"bring up eth0 of {net.name}")
     run([*inside, "link", "set", "eth1", "up"], what=f"bring up eth1 of {net.name}")
     run(

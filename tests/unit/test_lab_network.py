@@ -62,3 +62,13 @@ def test_link_names_drop_the_peer_suffix() -> None:
         "6: mpl1-1@if2: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue\\    link/ether\n"
     )
     assert parse_link_names(listing) == ["lo", "mplab0", "mpl1-1"]
+
+
+def test_each_host_interface_has_a_fixed_mac_of_its_own() -> None:
+    from mailprov.lab.network import host_network
+
+    nets = [host_network(distro, index) for distro in ("bookworm", "trixie", "bullseye", "forky") for index in (1, 99)]
+    macs = [net.mac(interface) for net in nets for interface in (0, 1)]
+    assert len(set(macs)) == len(macs)
+    assert host_network("bookworm", 31).mac(1) == host_network("bookworm", 31).mac(1) == "02:6d:70:01:1f:01"
+    assert all(int(mac.split(":")[0], 16) & 0b11 == 0b10 for mac in macs)  # locally administered, unicast
