@@ -50,13 +50,28 @@ class Packages:
     manager: PackageManager
 
     def install(self, names: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+        """Refresh the metadata (apt; yum and dnf refresh expired metadata themselves), install, and on
+        rpm hosts check that every package really is installed: yum on EL5-7 skips a name no enabled
+        repository has and still exits 0."""
         if self.manager is PackageManager.APT:
             return (
                 ("apt-get", "-q", "update"),
                 ("env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "-q", "-y", "-o", "DPkg::Lock::Timeout=300",
                  "-o", "Dpkg::Options::=--force-confold", "install", *names),
             )  # fmt: skip
-        return ((self.manager.value, "-y", "install", *names),)
+        return ((self.manager.value, "-y", "install", *names), ("rpm", "-q", *names))
+
+    @property
+    def rpm(self) -> bool:
+        """Installed state comes from rpm (EL), not dpkg-query, even where dpkg-query also exists."""
+        return self.manager is not PackageManager.APT
+
+    def query(self, names: tuple[str, ...]) -> tuple[str, ...]:
+        """argv printing `NAME STATUS VERSION` (dpkg) or `NAME VERSION-RELEASE` (rpm) per installed package;
+        rpm says `package X is not installed` for the others."""
+        if self.rpm:
+            return ("rpm", "-q", "--qf", "%{NAME} %{VERSION}-%{RELEASE}\\n", *names)
+        return ("dpkg-query", "-W", "-f=${Package} ${db:Status-Abbrev} ${Version}\\n", *names)
 
     def remove(self, names: tuple[str, ...]) -> tuple[str, ...]:
         if self.manager is PackageManager.APT:
@@ -67,6 +82,52 @@ class Packages:
     def preseeds(self) -> bool:
         """debconf answers go in before installing (Postfix's "General type of mail configuration")."""
         return self.manager is PackageManager.APT
+
+
+@dataclass(frozen=True)
+class Repos:
+    """Where this EL release's packages come from: EPEL (for postgrey), and the archives once the release
+    is end-of-life and its stock mirrors are gone. Debian: `Repos()` (nothing to enable)."""
+
+    epel_only: tuple[str, ...] = ()  # packages no enabled base repository of the release has
+    epel_install: tuple[str, ...] = ()  # argv that installs epel-release the distribution's way
+    epel_archive: str = ""  # EPEL's archived baseurl for this release ("" while EPEL serves it)
+    os_archive: str = ""  # the vault base for this release's repositories ("" while supported)
+    release: str = ""  # e.g. "CentOS 7.9.2009", for messages
+
+
+# EOL CentOS releases: the last point release (its vault tree holds the final updates), and EPEL's.
+_CENTOS_FINAL = {5: "5.11", 6: "6.10", 7: "7.9.2009"}
+VAULT = "http://vault.centos.org"
+EPEL_ARCHIVE = "https://archives.fedoraproject.org/pub/archive/epel"
+# epel-release for EL5/6 (not in those releases' extras): the archived RPM.
+_EPEL_RELEASE_RPM = {5: "epel-release-5-4.noarch.rpm", 6: "epel-release-6-8.noarch.rpm"}
+
+
+def _repos(p: Platform) -> Repos:
+    if p.os_family is OsFamily.DEBIAN:
+        return Repos()
+    major = p.os_major
+    manager = p.package_manager.value
+    if major in _EPEL_RELEASE_RPM:
+        install: tuple[str, ...] = ("rpm", "-Uvh", f"{EPEL_ARCHIVE}/{major}/x86_64/{_EPEL_RELEASE_RPM[major]}")
+    elif p.os_id == "rhel":  # RHEL has no extras repository with epel-release
+        install = (
+            manager,
+            "-y",
+            "install",
+            f"https://dl.fedoraproject.org/pub/epel/epel-release-latest-{major}.noarch.rpm",
+        )
+    else:  # CentOS 7, Rocky, Alma, Oracle: epel-release is in extras
+        install = (manager, "-y", "install", "epel-release")
+    final = _CENTOS_FINAL.get(major, "") if p.os_id == "centos" else ""
+    return Repos(
+        epel_only=("postgrey",),
+        epel_install=install,
+        epel_archive=f"{EPEL_ARCHIVE}/{major}/$basearch/" if major in _CENTOS_FINAL else "",
+        os_archive=f"{VAULT}/{final}" if final else "",
+        release=f"{p.os_id} {final or p.os_version}",
+    )
 
 
 @dataclass(frozen=True)
@@ -124,6 +185,7 @@ class Dialect:
     paths: Paths
     dovecot_gen: DovecotGen
     packages: Packages
+    repos: Repos
     services: Services
     firewall: FirewallBackend
     postgrey: Postgrey
@@ -267,6 +329,7 @@ def _decide(p: Platform) -> Dialect:
         paths=paths,
         dovecot_gen=gen,
         packages=Packages(p.package_manager),
+        repos=_repos(p),
         services=Services(p.init_system, debian),
         firewall=p.firewall,
         postgrey=_postgrey(p),
@@ -295,4 +358,4 @@ def _decide(p: Platform) -> Dialect:
     )
 
 
-__all__ = ["Dialect", "DovecotGen", "InitSystem", "PackageManager", "Paths"]
+__all__ = ["Dialect", "DovecotGen", "InitSystem", "PackageManager", "Paths", "Repos"]

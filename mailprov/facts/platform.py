@@ -143,6 +143,16 @@ PRESETS: dict[str, Platform] = {
 }  # fmt: skip
 
 
+def release_platform(family: OsFamily, os_id: str, version: str) -> Platform | None:
+    """The preset of this EL release (same major; the same distribution when there is one): what its
+    repositories install. EL keeps Postfix's and Dovecot's major versions for a release's whole life."""
+    match = re.match(r"\d+", version)
+    if family is not OsFamily.RHEL or not match:
+        return None
+    same = [p for p in PRESETS.values() if p.os_family is family and p.os_major == int(match.group(0))]
+    return next((p for p in same if p.os_id == os_id), same[0] if same else None)
+
+
 def load_platform(preset_or_file: str) -> Platform:
     """A preset name (centos5 … ubuntu2404) or a JSON file written by `mailprov facts`."""
     if preset_or_file in PRESETS:

@@ -128,6 +128,11 @@ firewall:
   open: [smtp, submission, smtps, imaps]
   lan_only: [imap]
   ssh_from: [192.0.2.0/24]
+repositories:
+  epel: true
+  archived: true
+  epel_baseurl: http://mirror.example.net/epel/7/$basearch/
+  archive_baseurl: http://mirror.example.net/centos-vault/7.9.2009
 """
 
 PUSHED = """\
