@@ -59,6 +59,14 @@ def parse_installed(body: str, *, rpm: bool = False) -> dict[str, str]:
     return out
 
 
+def missing_packages(ctx: HostContext, facts: Facts) -> tuple[str, ...]:
+    """The packages the site needs that the host does not have installed."""
+    names = wanted(ctx)
+    section = facts.section(_read(ctx, [*names, *ctx.dialect.other_mtas]).key)
+    installed = parse_installed(section, rpm=ctx.dialect.packages.rpm)
+    return tuple(p for p in names if p not in installed)
+
+
 class Packages(Resource[PackageSet]):
     name = NAME
 
