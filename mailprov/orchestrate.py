@@ -82,8 +82,8 @@ def _local_path(value: str | None, base_dir: Path) -> str | None:
     return str(path if path.is_absolute() else base_dir / path)
 
 
-# One platform of each kind whose paths differ: RHEL/Debian, Dovecot 1.x/2.x, hash/lmdb maps.
-_PATH_KINDS = ("centos5", "rocky9", "debian12", "debian13")
+# One platform of each kind whose paths differ: RHEL/Debian, Dovecot 1.x/2.x, hash/lmdb maps (EL10).
+_PATH_KINDS = ("centos5", "rocky9", "rocky10", "debian12", "debian13")
 
 
 def host_context(site: Site, host: Host, platform: Platform, base_dir: Path) -> HostContext:

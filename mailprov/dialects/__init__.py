@@ -316,7 +316,10 @@ def _decide(p: Platform) -> Dialect:
         alternative: tuple[str, ...] = ()
         save: tuple[str, ...] = ("netfilter-persistent", "save")
     else:
-        base = ("postfix", "dovecot", "openssl")
+        # EL10 builds Postfix without Berkeley DB: its lmdb maps come in postfix-lmdb [unverified: EL10's
+        # package split follows Fedora's].
+        lmdb = ("postfix-lmdb",) if _map_type(p) == "lmdb" else ()
+        base = ("postfix", *lmdb, "dovecot", "openssl")
         imap = pop3 = ()
         firewall_pkgs = ("iptables",) if p.os_major < 7 else ("iptables-services",)
         mtas = ("sendmail",)
