@@ -5,6 +5,8 @@ plans out. No network."""
 from __future__ import annotations
 
 import dataclasses
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ from mailprov.errors import ConfigError, FactsError
 from mailprov.facts.probe import Facts, parse_probe
 from mailprov.plan import HostPlan, build_plan, reads
 from mailprov.resources.base import HostContext
-from mailprov.resources.repositories import REPOS_READ, parse_repos
+from mailprov.resources.repositories import REPOS_READ, SHELL, RepoState, parse_repos
 
 EL = Path(__file__).resolve().parents[2] / "data" / "el"
 RELEASES = ("centos5", "centos6", "centos7", "rocky8", "rocky9", "rocky10", "alma9")
@@ -243,3 +245,37 @@ def test_repository_files_parse_into_enabled_repositories() -> None:
     assert [(r.id, r.enabled) for r in repos] == [("base", True), ("centosplus", False), ("epel", True)]
     assert repos[0].file == "/etc/yum.repos.d/CentOS-Base.repo" and "mirrorlist.centos.org" in repos[0].where
     assert REPOS_READ.key == "repos"
+
+
+# --- the repository commands, run on copies of the stock files ---------------------------------------------
+
+
+@pytest.mark.parametrize("shell", ["dash", "bash"])
+def test_archiving_points_the_stock_repositories_at_the_vault_and_the_read_sees_it(tmp_path: Path, shell: str) -> None:
+    """The read and the sh functions run (dash, bash) on the stock CentOS 7 files in a scratch folder: before,
+    base/updates/extras are on the dead mirrors; after, on the vault, and EPEL on the archive."""
+    for f in (EL / "repos").iterdir():
+        shutil.copy(f, tmp_path / f.name)
+
+    def run(script: str) -> str:
+        text = (SHELL + script).replace("/etc/yum.repos.d", str(tmp_path))
+        result = subprocess.run([shell, "-c", text], capture_output=True, text=True, check=False)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    before = RepoState(parse_repos(run(REPOS_READ.script)))
+    assert [r.id for r in before.stock_os()] == ["base", "updates", "extras"] and before.stock_epel()
+    run("mp_repos_archive http://vault.centos.org/7.9.2009 && "
+        "mp_repos_archive_epel 'https://archives.fedoraproject.org/pub/archive/epel/7/$basearch/'")  # fmt: skip
+    after = RepoState(parse_repos(run(REPOS_READ.script)))
+    assert after.stock_os() == () and not after.stock_epel()
+    base = {r.id: r.baseurl for r in after.repos}
+    assert base["base"] == "http://vault.centos.org/7.9.2009/os/$basearch/"
+    assert base["cr"] == "http://vault.centos.org/7.9.2009/cr/$basearch/"  # disabled, rewritten all the same
+    assert base["epel"] == "https://archives.fedoraproject.org/pub/archive/epel/7/$basearch/"
+    text = (tmp_path / "CentOS-Base.repo").read_text()
+    assert "\nmirrorlist=" not in text and "#mirrorlist=http://mirrorlist.centos.org" in text
+    assert "gpgcheck=1" in text  # only the mirrors changed
+    # a second run changes nothing (the apply may be repeated)
+    run("mp_repos_archive http://vault.centos.org/7.9.2009")
+    assert (tmp_path / "CentOS-Base.repo").read_text() == text
