@@ -142,6 +142,10 @@ class Repositories(Resource[RepoWish]):
 
     def desired(self, ctx: HostContext) -> RepoWish:
         r = ctx.site.repositories
+        asked = r.epel or r.archived or r.epel_baseurl or r.archive_baseurl
+        if not ctx.dialect.repos.epel_only and asked:
+            note = f"repositories: {ctx.host.name} is not of the RHEL family: EPEL and the archives do not apply"
+            return RepoWish(notes=(note,))
         return RepoWish(epel=r.epel, archived=r.archived)
 
     def changes(self, ctx: HostContext, desired: RepoWish, facts: Facts) -> Sequence[Change]:

@@ -279,3 +279,12 @@ def test_archiving_points_the_stock_repositories_at_the_vault_and_the_read_sees_
     # a second run changes nothing (the apply may be repeated)
     run("mp_repos_archive http://vault.centos.org/7.9.2009")
     assert (tmp_path / "CentOS-Base.repo").read_text() == text
+
+
+def test_repositories_on_a_debian_host_are_a_note_not_a_change(tmp_path: Path) -> None:
+    from resources.helpers import plan_for, site_from, site_text
+
+    site = site_from(site_text() + "repositories: {epel: true, archived: true}\n", tmp_path)
+    p = plan_for(site, "bookworm")  # the converged lab host
+    assert p.changes == ()
+    assert any("not of the RHEL family" in n for n in p.notes)
