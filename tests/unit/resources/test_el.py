@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -288,3 +289,21 @@ def test_repositories_on_a_debian_host_are_a_note_not_a_change(tmp_path: Path) -
     p = plan_for(site, "bookworm")  # the converged lab host
     assert p.changes == ()
     assert any("not of the RHEL family" in n for n in p.notes)
+
+
+def test_the_probe_answers_follow_what_the_resources_read() -> None:
+    """The files are make_probes.py's output for today's reads: a resource that reads something new makes
+    this fail until they are regenerated (`.venv/bin/python tests/data/el/make_probes.py`)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_probes", EL / "make_probes.py")
+    assert spec is not None and spec.loader is not None
+    make = importlib.util.module_from_spec(spec)
+    sys.modules["make_probes"] = make  # its dataclasses look their module up
+    spec.loader.exec_module(make)
+    site = el_site()
+    for release in RELEASES:
+        fresh = make.answer(release, site, converged=False)
+        converged = make.answer(release, site, converged=True, files=make.written(release, site, fresh))
+        assert (EL / f"probe-{release}-fresh.txt").read_text() == fresh, release
+        assert (EL / f"probe-{release}-converged.txt").read_text() == converged, release
