@@ -206,7 +206,7 @@ class Repositories(Resource[RepoWish]):
     @staticmethod
     def _epel_archive(ctx: HostContext, desired: RepoWish, missing: Sequence[str], url: str) -> Command:
         repos = ctx.dialect.repos
-        if not desired.archived:
+        if not desired.archived and not ctx.site.repositories.epel_baseurl:
             raise ConfigError(
                 f"{ctx.host.name} runs {repos.release}, whose EPEL is archived: EPEL's stock mirrors no longer "
                 f"serve it, so yum cannot install {' '.join(missing) or 'from EPEL'}. Set `repositories: "

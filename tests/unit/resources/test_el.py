@@ -307,3 +307,22 @@ def test_the_probe_answers_follow_what_the_resources_read() -> None:
         converged = make.answer(release, site, converged=True, files=make.written(release, site, fresh))
         assert (EL / f"probe-{release}-fresh.txt").read_text() == fresh, release
         assert (EL / f"probe-{release}-converged.txt").read_text() == converged, release
+
+
+def test_a_stock_epel_on_an_eol_release_goes_to_the_archive_or_the_sites_mirror(tmp_path: Path) -> None:
+    facts = probe("centos7", "fresh")
+    vault = facts.section("repos").replace(
+        "mirrorlist=http://mirrorlist.centos.org/?release=$releasever&arch=$basearch&repo=",
+        "baseurl=http://vault.centos.org/7.9.2009/",
+    )
+    stock_epel = "\n@file /etc/yum.repos.d/epel.repo\n[epel]\nmetalink=https://mirrors.fedoraproject.org/metalink?repo=epel-7&arch=$basearch\n"
+    facts = dataclasses.replace(facts, sections={**facts.sections, "repos": vault + stock_epel})
+    with pytest.raises(ConfigError) as err:
+        plan(el_site(tmp_path, epel=True), facts)
+    assert err.value.field == "repositories.archived" and "EPEL is archived" in str(err.value)
+    p = plan(el_site(tmp_path, epel=True, archived=True), facts)
+    assert commands(p, "repositories") == [
+        "mp_repos_archive_epel 'https://archives.fedoraproject.org/pub/archive/epel/7/$basearch/'"
+    ]
+    p = plan(el_site(tmp_path, epel=True, epel_baseurl="http://mirror.example.net/epel/7/"), facts)
+    assert commands(p, "repositories") == ["mp_repos_archive_epel http://mirror.example.net/epel/7/"]
