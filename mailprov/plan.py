@@ -45,6 +45,7 @@ class HostPlan:
     fingerprint: str
     notes: tuple[str, ...] = ()
     generation: str = ""  # the last apply's run on the host when this plan was made
+    relabel: tuple[str, ...] = ()  # argv that relabels switched files (SELinux, the dialect's), before paths
 
     @property
     def empty(self) -> bool:
@@ -128,6 +129,7 @@ def build_plan(ctx: HostContext, facts: Facts, registry: Sequence[Resource[Any]]
         fingerprint=facts.fingerprint(reads(ctx, registry)),
         notes=tuple(notes),
         generation=facts.sections.get(GENERATION_READ.key, "").strip(),
+        relabel=ctx.dialect.relabel,
     )
 
 

@@ -163,6 +163,13 @@ class Dialect:
     def of(platform: Platform, traits: HostTraits | None = None) -> Dialect:
         return _decide(platform, traits or HostTraits())
 
+    @property
+    def relabel(self) -> tuple[str, ...]:
+        """argv (before the paths) that gives files mailprov created their SELinux policy label: a rename
+        keeps the label of the directory the file was made in (/etc/aliases would stay etc_t, not
+        etc_aliases_t). Empty where SELinux is disabled."""
+        return ("restorecon",) if self.selinux else ()
+
     def tls_reaches(self, minimum: str) -> bool:
         """The host's OpenSSL speaks `minimum` or newer (else no client could connect at that minimum)."""
         return TLS_ORDER.index(minimum) <= TLS_ORDER.index(self.tls_max)

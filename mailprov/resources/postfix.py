@@ -48,13 +48,16 @@ RESTART_PARAMETERS = ("inet_interfaces", "inet_protocols")
 # Validate a staged copy of the whole Postfix tree: every file of the live directory, the staged .cf
 # files over them. Postfix re-reads a config file younger than a second until it settles (~2 s), so the
 # copies are backdated. Debian's postfix-script reports copying chroot files ("updating /etc/hosts"):
-# those are not problems; warnings, errors and fatals are.
+# those are not problems; warnings, errors and fatals are. With -Z (SELinux hosts) the stage under
+# /var/lib (var_lib_t) gets the live directory's label, so postfix reads it as it reads /etc/postfix.
 SHELL = r"""
 mp_postfix_check() {
+  label=; [ "$1" = -Z ] && { label=1; shift; }
   stage=$1; live=$2; shift 2
   rm -rf "$stage" && mkdir -p "$stage" || return 1
   for f in "$live"/*; do [ -f "$f" ] && cp -p "$f" "$stage"/; done
   for f in "$@"; do cp -p "$f" "$stage/$(basename "$f" .mailprov-new)" || return 1; done
+  [ -z "$label" ] || chcon -R --reference="$live" "$stage" || return 1
   touch -t 200001010000 "$stage"/* 2>/dev/null
   out=$(postfix -c "$stage" check 2>&1) || { echo "postfix check: $out"; return 1; }
   case "$out" in *arning*|*atal*|*rror*) echo "postfix check: $out"; return 1;; esac
@@ -147,7 +150,8 @@ class Postfix(Resource[PostfixConfig]):
         staged_cf = sorted(
             path + STAGED_SUFFIX for path in changed if path.startswith(p.postfix_dir + "/") and path.endswith(".cf")
         )
-        return (Gate("validate-postfix", Command(("mp_postfix_check", f"{STAGE_DIR}/postfix", p.postfix_dir,
+        label = ("-Z",) if ctx.dialect.selinux else ()
+        return (Gate("validate-postfix", Command(("mp_postfix_check", *label, f"{STAGE_DIR}/postfix", p.postfix_dir,
                                                   *staged_cf))),)  # fmt: skip
 
     def health(self, ctx: HostContext) -> Sequence[Command]:
