@@ -10,6 +10,7 @@ from el.helpers import DATA, cat, context, converged, fixture, plan, platform, r
 from mailprov.facts.probe import Facts
 from mailprov.resources.firewall import _STATE_READ, SHELL, Firewall, parse_state
 
+ENABLED = {"enabled iptables ip6tables": "iptables enabled\nip6tables enabled"}  # chkconfig/systemctl read
 NO_S_OR_C = 'case "$1" in -S|-C) echo "$0: unknown option \\"$1\\"" >&2; exit 2;; esac'
 
 
@@ -26,9 +27,7 @@ def _converged_el6(tmp_path: Path, release: str = "centos6", v4: str = "centos6-
     facts = platform(release)
     ctx = context(facts)
     firewall = Firewall().desired(ctx)
-    facts = with_sections(
-        facts, {"firewall": _el6_state(tmp_path, v4), "enabled iptables ip6tables": "iptables enabled\nip6tables enabled"}
-    )
+    facts = with_sections(facts, {"firewall": _el6_state(tmp_path, v4), **ENABLED})
     return converged(ctx, facts, firewall.files)
 
 
@@ -39,7 +38,8 @@ def test_old_iptables_save_is_read_without_s_or_c(tmp_path: Path) -> None:
 
 
 def test_centos5_iptables_1_3_5_is_read(tmp_path: Path) -> None:
-    body = run_read(_STATE_READ, {"iptables": NO_S_OR_C, "iptables-save": cat(DATA / "centos5-iptables-save.txt")}, tmp_path)
+    tools = {"iptables": NO_S_OR_C, "iptables-save": cat(DATA / "centos5-iptables-save.txt")}
+    body = run_read(_STATE_READ, tools, tmp_path)
     assert parse_state(body)["iptables"].rules == 14 and parse_state(body)["iptables"].jumps == 1
 
 
@@ -58,7 +58,7 @@ def test_a_converged_centos5_plans_no_firewall_change(tmp_path: Path) -> None:
          "ip6tables-save": cat(DATA / "centos6-ip6tables-save.txt")},
         tmp_path,
     )  # fmt: skip
-    facts = with_sections(facts, {"firewall": body, "enabled iptables ip6tables": "iptables enabled\nip6tables enabled"})
+    facts = with_sections(facts, {"firewall": body, **ENABLED})
     changes = Firewall().changes(ctx, Firewall().desired(ctx), converged(ctx, facts, Firewall().desired(ctx).files))
     assert changes == []
 
@@ -110,7 +110,7 @@ def test_el7_and_el9_without_firewalld_enable_and_save_through_the_init_scripts(
 def test_enabled_services_are_not_enabled_again(tmp_path: Path) -> None:
     facts = platform("rocky9-iptables")
     ctx = context(facts)
-    facts = with_sections(facts, {"enabled iptables ip6tables": "iptables enabled\nip6tables enabled"})
+    facts = with_sections(facts, ENABLED)
     assert not [c for c in plan(converged(ctx, facts, ())).changes if c.key == "firewall:boot"]
 
 
@@ -123,7 +123,7 @@ case "$(basename "$0")" in
   *-save) cat "$state.save";;
   *) case "$1" in
        -C|-S) echo "unknown option $1" >&2; exit 2;;
-       -I) echo "-A INPUT -j MAILPROV " > "$state.new"; cat "$state.save" >> "$state.new"; mv "$state.new" "$state.save";
+       -I) { echo "-A INPUT -j MAILPROV "; cat "$state.save"; } > "$state.new"; mv "$state.new" "$state.save"
            echo "insert" >> "$state.log";;
        -D) awk -v n="$3" '$1 == "-A" && $2 == "INPUT" { i++; if (i == n) next } { print }' "$state.save" > "$state.new";
            mv "$state.new" "$state.save"; echo "delete $3" >> "$state.log";;
