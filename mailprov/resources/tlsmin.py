@@ -58,7 +58,7 @@ def postfix(site: Site, d: Dialect) -> Reach:
     if _older(left, minimum):
         why = _library(d, minimum) or (
             f"Postfix {d.postfix} here knows no TLSv1.1/TLSv1.2 protocol names (RHEL 6: from postfix-2.6.6-8, "
-            "RHEL 6.9): it cannot refuse TLSv1.1"
+            "RHEL 6.9): it can refuse SSLv2 and SSLv3 only"
         )
     return Reach(value, left, why)
 
