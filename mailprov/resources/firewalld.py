@@ -159,11 +159,11 @@ def _mail_port(entry: str) -> bool:
 def _mail_rich(rule: str) -> bool:
     """An accepting rich rule for a mail port (ours, or one that would open a port the site closes)."""
     port = re.search(r'port port="(\d+)"', rule)
-    return bool(port) and int(port.group(1)) in MAIL_PORTS and rule.rstrip().endswith(" accept")  # type: ignore[union-attr]
+    return port is not None and int(port.group(1)) in MAIL_PORTS and rule.rstrip().endswith(" accept")
 
 
 def diff(wanted: ZonePolicy, zone: Zone) -> ZoneDiff:
-    open_ports = {p for p in wanted.ports}
+    open_ports = set(wanted.ports)
     return ZoneDiff(
         add_services=tuple(s for s in wanted.services if s not in zone.services),
         add_ports=tuple(p for p in wanted.ports if p not in zone.ports),

@@ -163,3 +163,17 @@ def test_loading_a_fresh_host_inserts_one_jump_first(tmp_path: Path) -> None:
     log, save = _load(tmp_path, "centos6-iptables-save-fresh.txt")
     assert log == "restored\ninsert\n"
     assert save.startswith("-A INPUT -j MAILPROV")
+
+
+def test_one_round_trip_reads_what_every_el_firewall_needs() -> None:
+    """The first probe (before the platform is known) already asks for every read these hosts need, but the
+    package list (the packages resource's key names every package: EL7+ firewall packages differ)."""
+    from el.helpers import REPO, example
+    from mailprov.orchestrate import speculative_reads
+    from mailprov.plan import reads
+
+    site = example()
+    asked = {r.key for r in speculative_reads(site, site.hosts[0], REPO / "inventories")}
+    for release in ("centos5", "centos6", "centos7", "centos7-iptables", "rocky9", "rocky9-iptables"):
+        needed = {r.key for r in reads(context(platform(release))) if not r.key.startswith("packages ")}
+        assert needed <= asked, (release, needed - asked)
