@@ -140,7 +140,7 @@ def rules(ctx: HostContext, version: int) -> tuple[Rule, ...]:
 
 class Firewall(Resource[Policy]):
     name = NAME
-    shell = (SHELL,)
+    shell = (SHELL, firewalld.SHELL)
 
     def packages(self, ctx: HostContext) -> tuple[str, ...]:
         return ctx.dialect.packages_firewall if ctx.site.firewall.enabled else ()
@@ -219,7 +219,9 @@ class Firewall(Resource[Policy]):
     def handle(self, ctx: HostContext, actions: frozenset[str]) -> Sequence[HandlerStep]:
         d = ctx.dialect
         if d.firewall is FirewallBackend.FIREWALLD:
-            return (HandlerStep("firewall load", (Command(firewalld.RELOAD),)),)
+            # A rollback ("restart") first puts back the zones this apply changed.
+            restore = (Command(("mp_firewalld_restore", firewalld.ZONES_DIR)),) if "restart" in actions else ()
+            return (HandlerStep("firewall load", (*restore, Command(firewalld.RELOAD))),)
         chains = _chains(ctx)
         commands = [Command(("mp_iptables_load", c.tool, c.path)) for c in chains]
         save = d.firewall_save(tuple(c.tool for c in chains))

@@ -21,6 +21,21 @@ from mailprov.facts.probe import Read
 from mailprov.resources.base import Change, Command, Handler, Phase
 
 RELOAD = ("firewall-cmd", "--reload")
+ZONES_DIR = "/etc/firewalld/zones"  # a zone's permanent configuration, once changed from the shipped one
+
+# The permanent configuration of a zone is kept in this apply's backup before it is changed (or marked
+# absent: firewalld then still used the shipped zone), and put back by a rollback before the reload.
+SHELL = r"""
+mp_firewalld_keep() {
+  mkdir -p "$BACKUP/firewalld" || return 1
+  if [ -f "$1/$2.xml" ]; then cp -p "$1/$2.xml" "$BACKUP/firewalld/"; else : > "$BACKUP/firewalld/$2.absent"; fi
+}
+mp_firewalld_restore() {
+  for f in "$BACKUP"/firewalld/*.xml; do [ -f "$f" ] && cp -p "$f" "$1"/; done
+  for f in "$BACKUP"/firewalld/*.absent; do [ -f "$f" ] && rm -f "$1/$(basename "$f" .absent).xml"; done
+  return 0
+}
+"""
 # firewalld's own service definitions that open a mail port (/usr/lib/firewalld/services/*.xml).
 MAIL_SERVICES = {"smtp": 25, "smtps": 465, "smtp-submission": 587, "imap": 143, "imaps": 993, "pop3": 110,
                  "pop3s": 995}  # fmt: skip
@@ -177,9 +192,11 @@ def diff(wanted: ZonePolicy, zone: Zone) -> ZoneDiff:
 
 
 def commands(zone: str, d: ZoneDiff) -> tuple[Command, ...]:
-    """One firewall-cmd per item (old firewalld takes one option of a kind per call), removals first."""
+    """The zone kept for a rollback, then one firewall-cmd per item (old firewalld takes one option of a
+    kind per call), removals first."""
     base = ("firewall-cmd", "--permanent", f"--zone={zone}")
-    out = [Command((*base, f"--remove-service={s}")) for s in d.remove_services]
+    out = [Command(("mp_firewalld_keep", ZONES_DIR, zone))]
+    out += [Command((*base, f"--remove-service={s}")) for s in d.remove_services]
     out += [Command((*base, f"--remove-port={p}")) for p in d.remove_ports]
     out += [Command((*base, f"--remove-rich-rule={r}")) for r in d.remove_rich]
     out += [Command((*base, f"--add-service={s}")) for s in d.add_services]

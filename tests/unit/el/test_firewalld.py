@@ -3,6 +3,7 @@ site is removed, zones bound to interfaces besides `public` are handled, drift s
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,7 @@ def test_a_fresh_rocky9_opens_the_site_in_its_public_zone(tmp_path: Path) -> Non
     ((key, action, commands),) = _firewall_changes(facts)
     assert (key, action) == ("firewalld:public", "update")
     base = "firewall-cmd --permanent --zone=public"
+    assert commands.pop(0) == "mp_firewalld_keep /etc/firewalld/zones public"  # for a rollback
     assert commands[:3] == [f"{base} --add-port=25/tcp", f"{base} --add-port=993/tcp", f"{base} --add-port=995/tcp"]
     assert commands[3] == (
         f'{base} \'--add-rich-rule=rule family="ipv4" source address="192.168.0.0/24" port port="143" '
@@ -74,7 +76,7 @@ def test_a_service_moved_to_lan_only_is_closed_to_the_world(tmp_path: Path) -> N
     facts = _facts(tmp_path, "centos7", "centos7-firewalld-imap-open.txt", "centos7-firewalld-imap-open.txt")
     ((key, _, commands),) = _firewall_changes(facts)
     base = "firewall-cmd --permanent --zone=public"
-    assert commands == [f"{base} --remove-service=imap", f"{base} --remove-port=143/tcp"]
+    assert commands[1:] == [f"{base} --remove-service=imap", f"{base} --remove-port=143/tcp"]
     summary = next(c.summary for c in plan(facts).changes if c.key == key)
     assert "close imap, 143/tcp" in summary
 
@@ -84,7 +86,7 @@ def test_a_port_that_left_the_site_is_removed(tmp_path: Path) -> None:
     runtime, permanent = "centos7-firewalld-converged.txt", "centos7-firewalld-converged-permanent.txt"
     facts = _facts(tmp_path, "centos7", runtime, permanent, site)
     ((_, _, commands),) = _firewall_changes(facts, site)
-    assert commands == ["firewall-cmd --permanent --zone=public --remove-port=995/tcp"]
+    assert commands[1:] == ["firewall-cmd --permanent --zone=public --remove-port=995/tcp"]
 
 
 def test_a_zone_bound_to_an_interface_is_handled_besides_the_default(tmp_path: Path) -> None:
@@ -130,3 +132,24 @@ def test_verify_checks_the_running_zones(tmp_path: Path) -> None:
 def test_firewalld_not_answering_is_a_facts_error() -> None:
     with pytest.raises(FactsError, match="default zone"):
         firewalld.parse_state("")
+
+
+def test_a_rollback_puts_back_the_zones_the_apply_changed(tmp_path: Path) -> None:
+    facts = _facts(tmp_path, "rocky9", "rocky9-firewalld-fresh.txt", "rocky9-firewalld-fresh-permanent.txt")
+    (step,) = [h for h in plan(facts).rollback if h.name == "firewall load"]
+    assert [c.display() for c in step.commands] == [
+        "mp_firewalld_restore /etc/firewalld/zones",
+        "firewall-cmd --reload",
+    ]
+    zones, backup = tmp_path / "zones", tmp_path / "backup"
+    zones.mkdir()
+    (zones / "internal.xml").write_text("<zone>before</zone>\n")
+    script = firewalld.SHELL + (
+        f"BACKUP={backup}\nmp_firewalld_keep {zones} internal && mp_firewalld_keep {zones} public || exit 1\n"
+        f'echo "<zone>after</zone>" > {zones}/internal.xml; echo "<zone>new</zone>" > {zones}/public.xml\n'
+        f"mp_firewalld_restore {zones}\n"
+    )
+    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert (zones / "internal.xml").read_text() == "<zone>before</zone>\n"
+    assert not (zones / "public.xml").exists()  # firewalld used its shipped public zone before
