@@ -32,12 +32,11 @@ def _older(a: str, b: str) -> bool:
     return TLS_ORDER.index(a) < TLS_ORDER.index(b)
 
 
-def _exclusions(d: Dialect, minimum: str, known_up_to: str) -> tuple[list[str], str]:
-    """Protocol names to exclude for `minimum`, from the names this daemon knows, never excluding the
-    newest one the host's OpenSSL speaks; and the oldest protocol left."""
-    top = known_up_to if _older(known_up_to, d.tls_max) else d.tls_max
+def _exclusions(d: Dialect, minimum: str, known_up_to: str, keep: str) -> tuple[list[str], str]:
+    """Protocol names to exclude for `minimum`, from the names this daemon knows, never `keep` or newer (so
+    the host's OpenSSL still speaks something); and the oldest protocol left."""
     known = TLS_ORDER[: TLS_ORDER.index(known_up_to) + 1]
-    excluded = [p for p in known if _older(p, minimum) and _older(p, top)]
+    excluded = [p for p in known if _older(p, minimum) and _older(p, keep)]
     left = next(p for p in TLS_ORDER if p not in excluded)
     return excluded, left
 
@@ -50,7 +49,9 @@ def postfix(site: Site, d: Dialect) -> Reach:
     if not d.tls_exclusion_syntax:  # 2.3/2.4: an inclusion list, for mandatory TLS only
         allowed = [p for p in TLS_ORDER[:3] if not _older(p, minimum)] or ["TLSv1"]
         return Reach(", ".join(allowed), None, _both(_library(d, minimum), _no_opportunistic(d)))
-    excluded, left = _exclusions(d, minimum, "TLSv1.2" if d.knows_tls11 else "TLSv1")
+    # Without the TLSv1.1/1.2 names, TLSv1 is the newest one it knows: never exclude every name it knows.
+    known = "TLSv1.2" if d.knows_tls11 else "TLSv1"
+    excluded, left = _exclusions(d, minimum, known, d.tls_max if d.knows_tls11 else "TLSv1")
     value = ", ".join(f"!{p}" for p in excluded)
     if not d.has_tls_protocols:
         return Reach(value, None, _both(_library(d, minimum), _no_opportunistic(d)))
@@ -71,7 +72,7 @@ def dovecot(site: Site, d: Dialect) -> Reach:
         best = minimum if d.tls_reaches(minimum) else d.tls_max
         return Reach(best, best, _library(d, minimum))
     if syntax.ssl_protocols:
-        excluded, left = _exclusions(d, minimum, "TLSv1.2")
+        excluded, left = _exclusions(d, minimum, "TLSv1.2", d.tls_max)
         return Reach(" ".join(f"!{p}" for p in excluded), left, _library(d, minimum))
     return Reach(None, None, f"Dovecot {d.dovecot} has no setting for a minimum TLS version")
 

@@ -89,3 +89,16 @@ def test_a_site_without_tls_is_not_refused_on_centos5() -> None:
 def test_rocky9_renders_the_minimum_as_is() -> None:
     assert "ssl_min_protocol = TLSv1.2" in _dovecot_conf("rocky9")
     assert _main_cf("rocky9")["smtpd_tls_protocols"] == "!SSLv2, !SSLv3, !TLSv1, !TLSv1.1"
+
+
+def test_a_minimum_beyond_the_hosts_openssl_is_refused_not_rendered_as_no_tls() -> None:
+    cf = _main_cf("centos7", _site("TLSv1.3"))
+    assert cf["smtpd_tls_protocols"] == "!SSLv2, !SSLv3, !TLSv1, !TLSv1.1"  # OpenSSL 1.0.2 still speaks TLSv1.2
+    message = _plan_error("centos7-iptables", _site("TLSv1.3"))
+    assert "OpenSSL 1.0.2 speaks TLS up to TLSv1.2 only" in message and "set tls.min_protocol: TLSv1.2" in message
+
+
+def test_postfix_3_5_with_openssl_1_1_1_excludes_tlsv1_2_for_a_tls_1_3_minimum() -> None:
+    cf = _main_cf("rocky9", _site("TLSv1.3"))
+    assert cf["smtpd_tls_protocols"] == "!SSLv2, !SSLv3, !TLSv1, !TLSv1.1, !TLSv1.2"
+    assert "ssl_min_protocol = TLSv1.3" in _dovecot_conf("rocky9", _site("TLSv1.3"))
