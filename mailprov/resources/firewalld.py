@@ -120,10 +120,12 @@ def parse_zones(text: str) -> dict[str, Zone]:
 
 
 def parse_state(body: str) -> State:
+    """The read's answer: `default ZONE`, then the running listing after `@runtime`, the permanent one
+    after `@permanent`."""
     default, part = "", ""
     parts: dict[str, list[str]] = {"@runtime": [], "@permanent": []}
     for line in body.split("\n"):
-        if line.startswith("default "):
+        if not part and line.startswith("default "):
             default = line.split(" ", 1)[1].strip()
         elif line.strip() in parts:
             part = line.strip()
