@@ -87,6 +87,13 @@ class Services:
             return ("update-rc.d", service, "defaults")
         return ("chkconfig", "--level", "345", service, "on")
 
+    def disable(self, service: str) -> tuple[str, ...]:
+        if self.init is InitSystem.SYSTEMD:
+            return ("systemctl", "disable", service)
+        if self.debian:
+            return ("update-rc.d", service, "disable")
+        return ("chkconfig", service, "off")
+
     def action(self, service: str, action: str) -> tuple[str, ...]:
         """start/stop/restart/reload/status."""
         if self.init is InitSystem.SYSTEMD:
@@ -195,6 +202,15 @@ class Dialect:
         if self.firewall is FirewallBackend.FIREWALLD or self.debian:
             return ()
         return tools
+
+    @property
+    def firewall_rivals(self) -> tuple[str, ...]:
+        """Services that must not start at boot beside the iptables services: on EL7+ firewalld (stopped
+        when this host was read, so the iptables path was chosen) conflicts with iptables.service and
+        would replace the site's rules at the next boot."""
+        if self.firewall is FirewallBackend.FIREWALLD or self.debian or self.platform.os_major < 7:
+            return ()
+        return ("firewalld",)
 
     @property
     def map_suffix(self) -> str:

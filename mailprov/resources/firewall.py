@@ -93,6 +93,7 @@ class Chain:
 class Policy(Desired):
     chains: tuple[Chain, ...] = ()
     boot: tuple[str, ...] = ()  # services that load the saved rules at boot (RHEL's iptables, ip6tables)
+    rivals: tuple[str, ...] = ()  # services that must not start at boot beside them (EL7+: firewalld)
     zones: firewalld.ZonePolicy | None = None  # firewalld: what every managed zone must allow
 
 
@@ -151,7 +152,7 @@ class Firewall(Resource[Policy]):
         if ctx.dialect.firewall is FirewallBackend.FIREWALLD:
             return [*files.reads([ctx.dialect.paths.firewalld_rules]), firewalld.STATE_READ]
         boot = _boot(ctx)
-        return [*files.reads([c.path for c in _chains(ctx)]), _STATE_READ, *([enabled_read(boot)] if boot else [])]
+        return [*files.reads([c.path for c in _chains(ctx)]), _STATE_READ, *([_boot_read(boot)] if boot else [])]
 
     def desired(self, ctx: HostContext) -> Policy:
         if not ctx.site.firewall.enabled:
@@ -175,6 +176,7 @@ class Firewall(Resource[Policy]):
             ),
             chains=chains,
             boot=_boot(ctx),
+            rivals=ctx.dialect.firewall_rivals,
         )
 
     def changes(self, ctx: HostContext, desired: Policy, facts: Facts) -> Sequence[Change]:
@@ -202,16 +204,21 @@ class Firewall(Resource[Policy]):
                     )
                 )
         if desired.boot:
-            enabled = parse_enabled(facts.section(enabled_read(desired.boot).key))
+            s = ctx.dialect.services
+            enabled = parse_enabled(facts.section(_boot_read(desired.boot).key))
             off = [name for name in desired.boot if name not in enabled]
-            if off:
+            rivals = [name for name in desired.rivals if name in enabled]
+            if off or rivals:
+                reasons = [f"load the saved rules at boot ({', '.join(off)})"] if off else []
+                reasons += [f"{name} is stopped but starts at boot, where it would replace these rules: disable it"
+                            for name in rivals]  # fmt: skip
                 out.append(
                     Change(
                         "firewall:boot",
                         Phase.FINISH,
                         "enable",
-                        f"firewall: load the saved rules at boot ({', '.join(off)})",
-                        commands=tuple(Command(ctx.dialect.services.enable(name)) for name in off),
+                        "firewall: " + "; ".join(reasons),
+                        commands=(*(Command(s.disable(n)) for n in rivals), *(Command(s.enable(n)) for n in off)),
                     )
                 )
         return out
@@ -249,6 +256,12 @@ def _chains(ctx: HostContext) -> tuple[Chain, ...]:
 
 def _boot(ctx: HostContext) -> tuple[str, ...]:
     return ctx.dialect.firewall_boot(tuple(c.tool for c in _chains(ctx)))
+
+
+def _boot_read(boot: tuple[str, ...]) -> Read:
+    """Boot links of the iptables services, and of firewalld (a rival on EL7+; read on every EL release so
+    the first, speculative round trip covers them all)."""
+    return enabled_read((*boot, "firewalld"))
 
 
 def _hooked(h: object, tool: str) -> tuple[str, str]:

@@ -10,7 +10,7 @@ from el.helpers import DATA, cat, context, converged, fixture, plan, platform, r
 from mailprov.facts.probe import Facts
 from mailprov.resources.firewall import _STATE_READ, SHELL, Firewall, parse_state
 
-ENABLED = {"enabled iptables ip6tables": "iptables enabled\nip6tables enabled"}  # chkconfig/systemctl read
+ENABLED = {"enabled iptables ip6tables firewalld": "iptables enabled\nip6tables enabled"}  # as chkconfig answers
 NO_S_OR_C = 'case "$1" in -S|-C) echo "$0: unknown option \\"$1\\"" >&2; exit 2;; esac'
 
 
@@ -110,8 +110,24 @@ def test_el7_and_el9_without_firewalld_enable_and_save_through_the_init_scripts(
 def test_enabled_services_are_not_enabled_again(tmp_path: Path) -> None:
     facts = platform("rocky9-iptables")
     ctx = context(facts)
-    facts = with_sections(facts, ENABLED)
+    key = "enabled iptables ip6tables firewalld"  # systemctl is-enabled, one line each
+    facts = with_sections(facts, {key: "iptables enabled\nip6tables enabled\nfirewalld disabled"})
     assert not [c for c in plan(converged(ctx, facts, ())).changes if c.key == "firewall:boot"]
+
+
+def test_a_stopped_but_enabled_firewalld_is_disabled_beside_iptables_on_el7() -> None:
+    facts = platform("centos7-iptables")
+    ctx = context(facts)
+    facts = with_sections(
+        facts, {"enabled iptables ip6tables firewalld": "iptables disabled\nip6tables disabled\nfirewalld enabled"}
+    )
+    (boot,) = [c for c in plan(converged(ctx, facts, ())).changes if c.key == "firewall:boot"]
+    assert [c.display() for c in boot.commands] == [
+        "systemctl disable firewalld",
+        "systemctl enable iptables",
+        "systemctl enable ip6tables",
+    ]
+    assert "firewalld is stopped but starts at boot" in boot.summary
 
 
 # --- the handler's shell, run against fake iptables that behave like 1.4.7 (no -C) -------------------------
