@@ -21,10 +21,12 @@ TRAITS_READ = Read(
     "traits",
     "command -v selinuxenabled >/dev/null && selinuxenabled && echo selinux=1\n"
     'command -v openssl >/dev/null && echo "openssl=$(openssl version)"\n'
+    # Backports are RHEL's: a Debian host is spared the rpm and doveconf runs.
+    "if [ ! -f /etc/debian_version ]; then\n"
     "command -v rpm >/dev/null && rpm -q --qf 'rpm_%{NAME}=%{VERSION}-%{RELEASE}\\n' postfix dovecot"
     " | grep '^rpm_'\n"
     "command -v doveconf >/dev/null && { doveconf -d ssl_protocols >/dev/null 2>&1"
-    " && echo dovecot_ssl_protocols=1 || echo dovecot_ssl_protocols=0; }",
+    " && echo dovecot_ssl_protocols=1 || echo dovecot_ssl_protocols=0; }\nfi",
 )
 
 

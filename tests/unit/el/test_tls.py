@@ -3,6 +3,9 @@ rendered; where `tls.min_protocol` cannot be met the plan is refused, saying why
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import pytest
 
 from el.helpers import context, converged, example, plan, platform
@@ -102,3 +105,26 @@ def test_postfix_3_5_with_openssl_1_1_1_excludes_tlsv1_2_for_a_tls_1_3_minimum()
     cf = _main_cf("rocky9", _site("TLSv1.3"))
     assert cf["smtpd_tls_protocols"] == "!SSLv2, !SSLv3, !TLSv1, !TLSv1.1, !TLSv1.2"
     assert "ssl_min_protocol = TLSv1.3" in _dovecot_conf("rocky9", _site("TLSv1.3"))
+
+
+def test_the_traits_read_on_centos6_7(tmp_path: Path) -> None:
+    """rpm says "package X is not installed" for what is absent: only rpm_ lines count; doveconf 2.0.9
+    before the backport says the setting is unknown (exit 89)."""
+    from el.helpers import run_read
+    from mailprov.facts.traits import TRAITS_READ
+
+    read = dataclasses.replace(TRAITS_READ, script=TRAITS_READ.script.replace("/etc/debian_version", "/nonexistent"))
+    body = run_read(
+        read,
+        {
+            "selinuxenabled": "exit 0",
+            "openssl": 'echo "OpenSSL 1.0.1e-fips 11 Feb 2013"',
+            "rpm": 'echo rpm_postfix=2.6.6-6.el6_7.1; echo rpm_dovecot=2.0.9-7.el6; echo "package x is not installed"',
+            "doveconf": 'echo "doveconf: Fatal: Unknown setting: ssl_protocols" >&2; exit 89',
+        },
+        tmp_path,
+    )
+    traits = parse_traits({"traits": body})
+    assert traits.selinux and traits.postfix_release == 6 and traits.dovecot_release == 7
+    assert traits.dovecot_ssl_protocols is False
+    assert str(traits.openssl) == "1.0.1"
