@@ -243,9 +243,11 @@ class Firewall(Resource[Policy]):
         if ctx.dialect.firewall is FirewallBackend.FIREWALLD:
             wanted = self.desired(ctx).zones
             return (HostCheck("host.firewalld", partial(firewalld.check, policy=wanted)),) if wanted else ()
-        return tuple(
+        hooked = [
             HostCheck(f"host.firewall_hooked.ipv{c.version}", partial(_hooked, tool=c.tool)) for c in _chains(ctx)
-        )
+        ]
+        boot = [HostCheck(f"host.firewall_boot.{name}", partial(_boots, service=name)) for name in _boot(ctx)]
+        return (*hooked, *boot)
 
 
 def _chains(ctx: HostContext) -> tuple[Chain, ...]:
@@ -262,6 +264,13 @@ def _boot_read(boot: tuple[str, ...]) -> Read:
     """Boot links of the iptables services, and of firewalld (a rival on EL7+; read on every EL release so
     the first, speculative round trip covers them all)."""
     return enabled_read((*boot, "firewalld"))
+
+
+def _boots(h: object, service: str) -> tuple[str, str]:
+    enabled = bool(h.service(service).is_enabled)  # type: ignore[attr-defined]
+    if enabled:
+        return verdict(True, f"{service} loads the saved rules at boot")
+    return verdict(False, f"{service} is not enabled: the mail firewall policy is gone after a reboot")
 
 
 def _hooked(h: object, tool: str) -> tuple[str, str]:

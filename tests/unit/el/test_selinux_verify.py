@@ -90,7 +90,12 @@ def test_verify_asks_dovecot_1_x_with_dovecot_n() -> None:
 def test_verify_reads_the_jump_in_iptables_save_on_el5_and_el6() -> None:
     save = (DATA / "centos6-iptables-save.txt").read_text()
     checks = Firewall().checks(context(platform("centos6")))
-    assert [c.name for c in checks] == ["host.firewall_hooked.ipv4", "host.firewall_hooked.ipv6"]
+    assert [c.name for c in checks] == [
+        "host.firewall_hooked.ipv4",
+        "host.firewall_hooked.ipv6",
+        "host.firewall_boot.iptables",
+        "host.firewall_boot.ip6tables",
+    ]
     host = _Host({"iptables-save -t filter": (0, save)})
     assert checks[0].probe(host)[0] == "pass"
     assert not any(" -C " in cmd for cmd in host.asked)
@@ -102,3 +107,17 @@ def test_verify_reads_the_jump_in_iptables_save_on_el5_and_el6() -> None:
 def test_relabel_is_decided_in_the_dialect_from_the_fact() -> None:
     assert context(platform("centos6")).dialect.relabel == ("restorecon",)
     assert context(_without_selinux(platform("centos6"))).dialect.relabel == ()
+
+
+def test_verify_says_when_the_rules_would_not_survive_a_reboot() -> None:
+    class Service:
+        is_enabled = False
+
+    class Host:
+        def service(self, name: str) -> Service:
+            return Service()
+
+    boot = [c for c in Firewall().checks(context(platform("centos7-iptables"))) if "boot" in c.name]
+    status, detail = boot[0].probe(Host())
+    assert status == "fail" and "gone after a reboot" in detail
+    assert not [c for c in Firewall().checks(context(platform("centos7"))) if "boot" in c.name]  # firewalld
