@@ -146,6 +146,9 @@ def build_script(plan: HostPlan, stamp: str, who: str = "mailprov") -> str:
         for f in files:
             p = quote(f.path)
             out.append(f'mv -f {quote(f.path + STAGED_SUFFIX)} {p} && SWITCHED="$SWITCHED {f.path}" || rollback')
+        if plan.relabel:
+            # A renamed file keeps the label it was created with: give each its policy's (SELinux).
+            out.append(_run(Command((*plan.relabel, *(f.path for f in files))), "rollback"))
         out.append("sync 2>/dev/null || true")
         out.append(_record_applied([f for f in files if f.block is None]))
         out.append(
