@@ -28,8 +28,17 @@ from mailprov.facts.probe import parse_probe, probe_script, split_sections  # no
 from mailprov.orchestrate import speculative_reads  # noqa: E402
 from mailprov.plan import build_plan, reads  # noqa: E402
 from mailprov.resources.base import HostContext  # noqa: E402
+from mailprov.resources.firewall import Firewall  # noqa: E402
 
 SITE = HERE / "site.yaml"
+
+
+def site_file(release: str) -> Path:
+    """The site a host of `release` is given: site.yaml, or site-RELEASE.yaml where the release needs
+    another (CentOS 5: no TLS minimum can be enforced there, so its site has no TLS)."""
+    own = HERE / f"site-{release}.yaml"
+    return own if own.exists() else SITE
+
 RELEASES = ("centos5", "centos6", "centos7", "rocky8", "rocky9", "rocky10", "alma9")
 T_FRESH = 1764000000  # mtimes: the distribution's files
 T_APPLY = 1764100000  # what mailprov wrote
@@ -117,6 +126,7 @@ class Release:
     fresh_rpms: tuple[str, ...]  # installed on a fresh host
     repos_fresh: str  # the `repos` section of a fresh host
     repos_converged: str
+    openssl: str = ""  # `openssl version`
     postfix_preinstalled: bool = False
     uid: int = 1000
     ps_base: tuple[str, ...] = field(default=())
@@ -206,25 +216,29 @@ _SYSV_PS = ("1 init [3]", "1501 /sbin/syslogd -m 0", "1690 /usr/sbin/sshd", "171
 
 EL8_MAPS = "btree cidr environ fail hash inline internal ldap memcache nis pipemap proxy randmap regexp socketmap static tcp texthash unionmap unix"  # noqa: E501
 
+OPENSSL_3 = "OpenSSL 3.2.2 4 Jun 2024 (Library: OpenSSL 3.2.2 4 Jun 2024)"
+
 # fmt: off
 RELEASE: dict[str, Release] = {
     "centos5": Release(
         "", "CentOS release 5.11 (Final)", "sysv", "yum", False, ("yum", "iptables", "ip6tables", "openssl"),
         "2.3.3", "1.0.7", "hash", "btree cidr environ hash ldap mysql nis pcre pgsql proxy regexp static unix",
         {"postfix": "2.3.3-7.el5", "dovecot": "1.0.7-9.el5_11.4", "openssl": "0.9.8e-40.el5_11",
-         "iptables": "1.3.5-9.2.el5_8", "postgrey": "1.34-1.el5", "sendmail": "8.13.8-10.el5_11"},
-        ("openssl", "iptables", "sendmail"),
+         "iptables": "1.3.5-9.2.el5_8", "iptables-ipv6": "1.3.5-9.2.el5_8", "postgrey": "1.34-1.el5",
+         "sendmail": "8.13.8-10.el5_11"},
+        ("openssl", "iptables", "iptables-ipv6", "sendmail"),
         _centos_repos("5.11", 5, archived=False), _centos_repos("5.11", 5, archived=True),
-        uid=500, ps_base=(*_SYSV_PS, "1735 sendmail: accepting connections"),
+        openssl="OpenSSL 0.9.8e-fips-rhel5 01 Jul 2008", uid=500,
+        ps_base=(*_SYSV_PS, "1735 sendmail: accepting connections"),
     ),
     "centos6": Release(
         "", "CentOS release 6.10 (Final)", "sysv", "yum", False, ("yum", "iptables", "ip6tables", "openssl"),
         "2.6.6", "2.0.9", "hash", "btree cidr environ hash ldap mysql nis pcre pgsql proxy regexp static unix",
         {"postfix": "2.6.6-8.el6", "dovecot": "2.0.9-22.el6", "openssl": "1.0.1e-58.el6_10",
-         "iptables": "1.4.7-19.el6", "postgrey": "1.34-1.el6"},
-        ("postfix", "openssl", "iptables"),
+         "iptables": "1.4.7-19.el6", "iptables-ipv6": "1.4.7-19.el6", "postgrey": "1.34-1.el6"},
+        ("postfix", "openssl", "iptables", "iptables-ipv6"),
         _centos_repos("6.10", 6, archived=False), _centos_repos("6.10", 6, archived=True),
-        postfix_preinstalled=True, uid=500, ps_base=_SYSV_PS,
+        openssl="OpenSSL 1.0.1e-fips 11 Feb 2013", postfix_preinstalled=True, uid=500, ps_base=_SYSV_PS,
     ),
     "centos7": Release(
         _os_release("CentOS Linux", "centos", "7 (Core)", "CentOS Linux 7 (Core)", "rhel fedora"),
@@ -236,7 +250,7 @@ RELEASE: dict[str, Release] = {
          "firewalld": "0.6.3-13.el7_9", "postgrey": "1.34-12.el7"},
         ("postfix", "openssl", "firewalld"),
         _centos_repos("7.9.2009", 7, archived=False), _centos_repos("7.9.2009", 7, archived=True),
-        postfix_preinstalled=True, ps_base=_SYSTEMD_PS,
+        openssl="OpenSSL 1.0.2k-fips  26 Jan 2017", postfix_preinstalled=True, ps_base=_SYSTEMD_PS,
     ),
     "rocky8": Release(
         _os_release("Rocky Linux", "rocky", "8.10 (Green Obsidian)", "Rocky Linux 8.10 (Green Obsidian)",
@@ -247,7 +261,8 @@ RELEASE: dict[str, Release] = {
         {"postfix": "3.5.8-7.el8", "dovecot": "2.3.16-6.el8_10", "openssl": "1.1.1k-14.el8_10",
          "firewalld": "0.9.11-9.el8_10", "postgrey": "1.37-13.el8"},
         ("openssl", "firewalld"),
-        _dnf_repos("rocky", 8, epel=False), _dnf_repos("rocky", 8, epel=True), ps_base=_SYSTEMD_PS,
+        _dnf_repos("rocky", 8, epel=False), _dnf_repos("rocky", 8, epel=True),
+        openssl="OpenSSL 1.1.1k  FIPS 25 Mar 2021", ps_base=_SYSTEMD_PS,
     ),
     "rocky9": Release(
         _os_release("Rocky Linux", "rocky", "9.5 (Blue Onyx)", "Rocky Linux 9.5 (Blue Onyx)", "rhel centos fedora"),
@@ -257,7 +272,8 @@ RELEASE: dict[str, Release] = {
         {"postfix": "3.5.25-1.el9", "dovecot": "2.3.16-11.el9_4.1", "openssl": "3.2.2-6.el9_5",
          "firewalld": "1.3.4-7.el9", "postgrey": "1.37-20.el9"},
         ("openssl", "firewalld"),
-        _dnf_repos("rocky", 9, epel=False), _dnf_repos("rocky", 9, epel=True), ps_base=_SYSTEMD_PS,
+        _dnf_repos("rocky", 9, epel=False), _dnf_repos("rocky", 9, epel=True),
+        openssl=OPENSSL_3, ps_base=_SYSTEMD_PS,
     ),
     "rocky10": Release(
         _os_release("Rocky Linux", "rocky", "10.0 (Red Quartz)", "Rocky Linux 10.0 (Red Quartz)", "rhel centos fedora"),
@@ -268,7 +284,8 @@ RELEASE: dict[str, Release] = {
         {"postfix": "3.8.5-8.el10", "postfix-lmdb": "3.8.5-8.el10", "dovecot": "2.3.21-16.el10",
          "openssl": "3.2.2-16.el10", "firewalld": "2.3.0-1.el10", "postgrey": "1.37-27.el10_0"},
         ("openssl", "firewalld"),
-        _dnf_repos("rocky", 10, epel=False), _dnf_repos("rocky", 10, epel=True), ps_base=_SYSTEMD_PS,
+        _dnf_repos("rocky", 10, epel=False), _dnf_repos("rocky", 10, epel=True),
+        openssl=OPENSSL_3, ps_base=_SYSTEMD_PS,
     ),
     "alma9": Release(
         _os_release("AlmaLinux", "almalinux", "9.5 (Teal Serval)", "AlmaLinux 9.5 (Teal Serval)", "rhel centos fedora"),
@@ -278,7 +295,8 @@ RELEASE: dict[str, Release] = {
         {"postfix": "3.5.25-1.el9", "dovecot": "2.3.16-11.el9_4.1", "openssl": "3.2.2-6.el9_5",
          "firewalld": "1.3.4-7.el9", "postgrey": "1.37-20.el9"},
         ("openssl", "firewalld"),
-        _dnf_repos("alma", 9, epel=False), _dnf_repos("alma", 9, epel=True), ps_base=_SYSTEMD_PS,
+        _dnf_repos("alma", 9, epel=False), _dnf_repos("alma", 9, epel=True),
+        openssl=OPENSSL_3, ps_base=_SYSTEMD_PS,
     ),
 }
 # fmt: on
@@ -390,16 +408,22 @@ def _section(key: str, r: Release, ctx: HostContext, installed: dict[str, str], 
         if rest in ("/etc/postfix/main.cf", "/etc/postfix/master.cf") and "postfix" in installed:
             return _file(MAIN_CF if rest.endswith("main.cf") else MASTER_CF)
         return ""
+    if key == "traits":
+        return _traits(r, installed)
+    if key == "firewalld":
+        return _firewalld(r, ctx, converged)
     if key == "firewall":
         if not converged:
-            return "iptables rules -1\nip6tables rules -1"
-        if r.postfix.startswith("2.3"):  # iptables 1.3.5 has no -S: nothing can be read back
             return "iptables rules -1\nip6tables rules -1"
         counts = [sum(ln.startswith("-A MAILPROV") for ln in files.get(p, "").split("\n"))
                   for p in ("/etc/mailprov/firewall.v4", "/etc/mailprov/firewall.v6")]  # fmt: skip
         return f"iptables rules {counts[0]}\niptables hooked 1\nip6tables rules {counts[1]}\nip6tables hooked 1"
     if kind == "enabled":
-        on = daemons if converged else ({"postfix"} if "postfix" in installed else set())
+        on = set(daemons) if converged else ({"postfix"} if "postfix" in installed else set())
+        if r.init == "sysv":
+            on |= {"iptables", "ip6tables"}  # chkconfig'd on by the iptables packages
+        elif "firewalld" in installed:
+            on.add("firewalld")  # enabled by its package preset
         return _enabled(key, r, on)
     if key == "ps":
         procs = list(r.ps_base)
@@ -411,6 +435,49 @@ def _section(key: str, r: Release, ctx: HostContext, installed: dict[str, str], 
                       " --pidfile=/var/run/postgrey.pid --group=postgrey --user=postgrey --daemonize"]  # fmt: skip
         return "\n".join(f"{p.split(' ', 1)[0]:>7} {p.split(' ', 1)[1]}" for p in procs)
     raise SystemExit(f"no answer for the read {key!r}: teach make_probes.py what the host prints")
+
+
+def _traits(r: Release, installed: dict[str, str]) -> str:
+    """SELinux enforcing (every EL install's default), `openssl version`, the rpm releases of Postfix and
+    Dovecot once installed, and whether doveconf knows `ssl_protocols` (2.0 and 2.2 do; 2.3 dropped it;
+    Dovecot 1.0 has no doveconf)."""
+    lines = ["selinux=1", f"openssl={r.openssl}"]
+    lines += [f"rpm_{p}={installed[p]}" for p in ("postfix", "dovecot") if p in installed]
+    if "dovecot" in installed and not r.dovecot.startswith("1."):
+        lines.append(f"dovecot_ssl_protocols={0 if r.dovecot.startswith('2.3') else 1}")
+    return "\n".join(lines)
+
+
+def _zone(name: str, interfaces: str, services: str, ports: str = "", rich: tuple[str, ...] = (),
+          *, forward: bool) -> str:  # fmt: skip
+    """A zone as `firewall-cmd --list-all-zones` prints it (firewalld 0.9+ adds the `forward:` line)."""
+    lines = [name, "  target: default", "  icmp-block-inversion: no", f"  interfaces: {interfaces}", "  sources: ",
+             f"  services: {services}", f"  ports: {ports}", "  protocols: "]  # fmt: skip
+    lines += ["  forward: yes"] if forward else []
+    lines += ["  masquerade: no", "  forward-ports: ", "  source-ports: ", "  icmp-blocks: ", "  rich rules: "]
+    lines += [f"\t{rule}" for rule in rich]
+    return "\n".join(lines) + "\n"
+
+
+def _firewalld(r: Release, ctx: HostContext, converged: bool) -> str:
+    """`default ZONE`, then the runtime and the permanent `--list-all-zones` (the zones besides public and
+    work left out: mailprov manages the default zone and the ones bound to an interface)."""
+    if not r.firewalld:
+        return ""
+    old = r.postfix.startswith("2.")  # CentOS 7: firewalld 0.6, no cockpit, no forward line
+    services = "ssh dhcpv6-client" if old else "cockpit dhcpv6-client ssh"
+    ports, rich = "", ()
+    if converged:
+        wanted = Firewall().desired(ctx).zones
+        assert wanted is not None
+        ports, rich = " ".join(wanted.ports), wanted.rich
+    out = ["default public"]
+    for part in ("@runtime", "@permanent"):
+        interfaces = "eth0" if old else "enp1s0"
+        public = "public (active)" if part == "@runtime" else "public"
+        out += [part, _zone(public, interfaces if part == "@runtime" else "", services, ports, rich, forward=not old)]
+        out.append(_zone("work", "", "ssh dhcpv6-client" if old else "cockpit dhcpv6-client ssh", forward=not old))
+    return "\n".join(out).rstrip("\n")
 
 
 def written(name: str, site: Site, fresh: str) -> dict[str, str]:
@@ -428,8 +495,8 @@ def written(name: str, site: Site, fresh: str) -> dict[str, str]:
 
 
 def main() -> int:
-    site = load_site(SITE)
     for name in RELEASES:
+        site = load_site(site_file(name))
         assert PRESETS[name].os_family is OsFamily.RHEL
         fresh = answer(name, site, converged=False)
         split_sections(fresh)  # well framed
