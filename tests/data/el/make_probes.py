@@ -39,7 +39,8 @@ def site_file(release: str) -> Path:
     own = HERE / f"site-{release}.yaml"
     return own if own.exists() else SITE
 
-RELEASES = ("centos5", "centos6", "centos7", "rocky8", "rocky9", "rocky10", "alma9")
+
+RELEASES = ("centos5", "centos6", "centos7", "rocky8", "rocky9", "rocky10", "alma9", "alma10")
 T_FRESH = 1764000000  # mtimes: the distribution's files
 T_APPLY = 1764100000  # what mailprov wrote
 T_MAPS = 1764100005  # compiled maps, after their sources
@@ -296,6 +297,19 @@ RELEASE: dict[str, Release] = {
          "firewalld": "1.3.4-7.el9", "postgrey": "1.37-20.el9"},
         ("openssl", "firewalld"),
         _dnf_repos("alma", 9, epel=False), _dnf_repos("alma", 9, epel=True),
+        openssl=OPENSSL_3, ps_base=_SYSTEMD_PS,
+    ),
+    "alma10": Release(  # the RHEL 10.0 packages, as Rocky 10's
+        _os_release("AlmaLinux", "almalinux", "10.0 (Purple Lion)", "AlmaLinux 10.0 (Purple Lion)",
+                    "rhel centos fedora"),
+        "AlmaLinux release 10.0 (Purple Lion)", "systemd", "dnf", True,
+        ("dnf", "yum", "firewall-cmd", "iptables", "ip6tables", "openssl"),
+        "3.8.5", "2.3.21 (47349e2482)", "lmdb",
+        "cidr environ fail inline internal lmdb memcache nis pipemap proxy randmap regexp socketmap static tcp texthash unionmap unix",  # noqa: E501
+        {"postfix": "3.8.5-8.el10", "postfix-lmdb": "3.8.5-8.el10", "dovecot": "2.3.21-16.el10",
+         "openssl": "3.2.2-16.el10", "firewalld": "2.3.0-1.el10", "postgrey": "1.37-27.el10_0"},
+        ("openssl", "firewalld"),
+        _dnf_repos("alma", 10, epel=False), _dnf_repos("alma", 10, epel=True),
         openssl=OPENSSL_3, ps_base=_SYSTEMD_PS,
     ),
 }

@@ -21,7 +21,7 @@ from mailprov.resources.base import HostContext
 from mailprov.resources.repositories import REPOS_READ, SHELL, RepoState, parse_repos
 
 EL = Path(__file__).resolve().parents[2] / "data" / "el"
-RELEASES = ("centos5", "centos6", "centos7", "rocky8", "rocky9", "rocky10", "alma9")
+RELEASES = ("centos5", "centos6", "centos7", "rocky8", "rocky9", "rocky10", "alma9", "alma10")
 HOST = "mail.example.test"
 
 
@@ -119,6 +119,7 @@ EXPECTED = {
     "rocky9": ("3.5.25", "2.3.16", ["dnf -y install epel-release"], "postgrey postfix dovecot"),
     "rocky10": ("3.8.5", "2.3.21", ["dnf -y install epel-release"], "postgrey postfix postfix-lmdb dovecot"),
     "alma9": ("3.5.25", "2.3.16", ["dnf -y install epel-release"], "postgrey postfix dovecot"),
+    "alma10": ("3.8.5", "2.3.21", ["dnf -y install epel-release"], "postgrey postfix postfix-lmdb dovecot"),
 }  # fmt: skip
 
 
