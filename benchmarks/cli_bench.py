@@ -1,7 +1,8 @@
 """Whole-process figures on one lab host: a no-change `mailprov plan` and `mailprov apply --yes` next to their
-floor (a Python process that connects with paramiko, runs `true` and exits), and `mailprov validate` of the
-example site next to its floor (`python -c pass`). Every figure is a subprocess timed from outside, median of
---repeat; the targets are issue 8's.
+floor (a Python process that connects with paramiko, runs `true` and exits), the same no-change plan over the
+openssh transport (`--transport openssh`) next to its floor (a bare `ssh HOST true` with the site's key and
+known_hosts), and `mailprov validate` of the example site next to its floor (`python -c pass`). Every figure
+is a subprocess timed from outside, median of --repeat; the targets are issue 8's.
 
     sudo .venv/bin/python benchmarks/cli_bench.py [--repeat 5] [--index 12]
 
@@ -77,6 +78,15 @@ def whole_process_figures(site: Path, host: lab.LabHost, repeat: int = 5) -> Non
     floor, floor_ok = timed([sys.executable, "-c", FLOOR, host.address, host.root_key, host.known_hosts], repeat, env)
     plan, plan_ok = timed([str(MAILPROV), "plan", str(site)], repeat, env, quiet_if="no changes")
     apply, apply_ok = timed([str(MAILPROV), "apply", "--yes", str(site)], repeat, env, quiet_if="unchanged")
+    ssh_floor, ssh_floor_ok = timed(
+        ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+         "-o", f"UserKnownHostsFile={host.known_hosts}", "-i", host.root_key, "-l", "root", host.address, "true"],
+        repeat,
+        env,
+    )  # fmt: skip
+    plan_openssh, plan_openssh_ok = timed(
+        [str(MAILPROV), "plan", "--transport", "openssh", str(site)], repeat, env, quiet_if="no changes"
+    )
     python, _ = timed([sys.executable, "-c", "pass"], repeat, env)
     validate, validate_ok = timed([str(MAILPROV), "validate", "inventories/example.com.yaml"], repeat, env)
 
@@ -87,6 +97,13 @@ def whole_process_figures(site: Path, host: lab.LabHost, repeat: int = 5) -> Non
     line("floor: paramiko connect + `true`, exit", floor, ok=floor_ok)
     line("mailprov plan (no change)", plan, f"{plan / floor:4.2f}x the floor (target <= 1.5x)", plan_ok)
     line("mailprov apply --yes (no change)", apply, f"{apply / floor:4.2f}x the floor (target <= 1.5x)", apply_ok)
+    line("floor: ssh HOST true (OpenSSH client)", ssh_floor, ok=ssh_floor_ok)
+    line(
+        "mailprov plan --transport openssh (no change)",
+        plan_openssh,
+        f"{plan_openssh / ssh_floor:4.2f}x the ssh floor",
+        plan_openssh_ok,
+    )
     line("floor: python -c pass", python)
     line("mailprov validate inventories/example.com.yaml", validate, "(target <= 0.120 s)", validate_ok)
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from mailprov import __version__
 from mailprov.errors import MailprovError
 from mailprov.report import Reporter
+
+if TYPE_CHECKING:
+    from mailprov.transport.base import TransportKind
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -125,7 +128,18 @@ def _site_options(func: F) -> F:
         "always refused, and so is a key of a new type for a known name (stricter than OpenSSH).",
     )(func)
     func = click.option("--known-hosts", type=click.Path(dir_okay=False), help="Extra known_hosts file.")(func)
+    func = _transport_option(func)
     return func
+
+
+def _transport_option(func: F) -> F:
+    return click.option(
+        "--transport",
+        type=click.Choice(["paramiko", "openssh"]),
+        default=None,
+        help="SSH implementation for every host of this run, over the site's ssh.transport: paramiko (built in) or "
+        "openssh (the system ssh: your ~/.ssh/config, agent, FIDO keys, ProxyJump, certificates).",
+    )(func)
 
 
 @main.command()
@@ -139,6 +153,7 @@ def plan(
     host_names: tuple[str, ...],
     accept_new_host_keys: bool,
     known_hosts: str | None,
+    transport: TransportKind | None,
     as_json: bool,
     out: str | None,
 ) -> None:
@@ -147,29 +162,35 @@ def plan(
     Exit 0: no changes; 2: changes pending; 1: error.
     """
     from mailprov.config.loader import load_site, require_secrets
-    from mailprov.orchestrate import RunOptions, plan_site, select_hosts
-    from mailprov.report import plan_data, show_plan, show_summary
+    from mailprov.orchestrate import RunOptions, plan_site, plan_site_resources, select_hosts
+    from mailprov.report import plan_data, show_plan, show_site_plan, show_summary, site_data
 
     model = load_site(site)
     require_secrets(model, site)  # before connecting anywhere
-    options = RunOptions(accept_new_host_keys=accept_new_host_keys, known_hosts=known_hosts, site_file=Path(site))
-    outcomes = plan_site(model, select_hosts(model, host_names), options, Path(site).resolve().parent)
+    base_dir = Path(site).resolve().parent
+    options = RunOptions(
+        accept_new_host_keys=accept_new_host_keys, known_hosts=known_hosts, site_file=Path(site), transport=transport
+    )
+    outcomes = plan_site(model, select_hosts(model, host_names), options, base_dir)
+    shared = plan_site_resources(model, outcomes, base_dir)
     reporter = Reporter()
+    readable = [plan_data(o) for o in outcomes] + [site_data(s) for s in shared]
     if as_json:
-        reporter.json([plan_data(o) for o in outcomes])
+        reporter.json(readable)
     else:
         for outcome in outcomes:
             show_plan(reporter, outcome)
+        for one in shared:
+            show_site_plan(reporter, one)
         show_summary(reporter, outcomes)
-    if any(o.error for o in outcomes):
+    if any(o.error for o in outcomes) or any(s.error for s in shared):
         sys.exit(1)
     if out:
         from mailprov import planfile
 
-        planfile.save(
-            out, site, {o.host: o.plan.fingerprint for o in outcomes if o.plan}, [plan_data(o) for o in outcomes]
-        )
-    sys.exit(2 if any(o.plan and o.plan.changes for o in outcomes) else 0)
+        planfile.save(out, site, {o.host: o.plan.fingerprint for o in outcomes if o.plan}, readable)
+    changed = any(o.plan and o.plan.changes for o in outcomes) or any(s.plan and s.plan.changes for s in shared)
+    sys.exit(2 if changed else 0)
 
 
 @main.command()
@@ -188,18 +209,28 @@ def apply(
     host_names: tuple[str, ...],
     accept_new_host_keys: bool,
     known_hosts: str | None,
+    transport: TransportKind | None,
     yes: bool,
     as_json: bool,
     plan_file: str | None,
 ) -> None:
     """Make every host match SITE: show the plan, ask, apply exactly that plan, report per host."""
     from mailprov.config.loader import load_site, require_secrets
-    from mailprov.orchestrate import HostOutcome, RunOptions, apply_site, select_hosts
-    from mailprov.report import plan_data, show_plan, show_summary
+    from mailprov.orchestrate import (
+        HostOutcome,
+        RunOptions,
+        apply_site,
+        apply_site_resources,
+        plan_site_resources,
+        select_hosts,
+    )
+    from mailprov.report import plan_data, show_plan, show_site_plan, show_summary, site_data
 
     model = load_site(site)
     require_secrets(model, site)  # before connecting anywhere
-    options = RunOptions(accept_new_host_keys=accept_new_host_keys, known_hosts=known_hosts, site_file=Path(site))
+    options = RunOptions(
+        accept_new_host_keys=accept_new_host_keys, known_hosts=known_hosts, site_file=Path(site), transport=transport
+    )
     reporter = Reporter()
     expected = None
     if plan_file:
@@ -208,11 +239,16 @@ def apply(
         expected = planfile.load(plan_file, site).fingerprints
         yes = True
 
+    base_dir = Path(site).resolve().parent
+
     def approve(planned: list[HostOutcome]) -> bool:
+        shared = plan_site_resources(model, planned, base_dir)
         if not as_json:
             for outcome in planned:
                 show_plan(reporter, outcome)
-        if not any(o.plan and o.plan.changes for o in planned):
+            for one in shared:
+                show_site_plan(reporter, one)
+        if not any(o.plan and o.plan.changes for o in planned) and not any(s.plan and s.plan.changes for s in shared):
             return True  # nothing to do: executing runs nothing
         if yes:
             return True
@@ -224,17 +260,23 @@ def apply(
         model,
         select_hosts(model, host_names),
         options,
-        Path(site).resolve().parent,
+        base_dir,
         approve,
         expected=expected,
         progress=None if as_json else reporter.line,
     )
+    approved = any(o.result is not None for o in outcomes) or not any(o.plan for o in outcomes)
+    # After the hosts: the site's records (DKIM keys generated by this apply are read back first).
+    shared = apply_site_resources(model, outcomes, base_dir) if approved else []
     if as_json:
-        reporter.json([plan_data(o) for o in outcomes])
+        reporter.json([plan_data(o) for o in outcomes] + [site_data(s) for s in shared])
     else:
+        for one in shared:
+            if one.error or one.applied:
+                show_site_plan(reporter, one, diffs=False)  # the diffs were shown before the question
         show_summary(reporter, outcomes)
     failed = any(o.error or (o.result is not None and not o.result.ok) for o in outcomes)
-    sys.exit(1 if failed else 0)
+    sys.exit(1 if failed or any(s.error for s in shared) else 0)
 
 
 @main.command()
@@ -254,12 +296,17 @@ def apply(
 @click.option("--no-host-checks", is_flag=True, help="Skip the on-host checks over SSH.")
 @click.option("--no-dns", is_flag=True, help="Skip the DNS checks.")
 @click.option(
+    "--resolver",
+    help="Ask this DNS server (IP address) in the DNS checks (default: the site's dns.server, else the system's).",
+)
+@click.option(
     "--accept-new-host-keys",
     is_flag=True,
     help="Trust and record unknown host keys (on-host checks); a key of a new type for a known name is refused "
     "(stricter than OpenSSH).",
 )
 @click.option("--known-hosts", type=click.Path(dir_okay=False), help="Extra known_hosts file.")
+@_transport_option
 @_handle_errors
 def verify(
     site: str,
@@ -269,8 +316,10 @@ def verify(
     address: str | None,
     no_host_checks: bool,
     no_dns: bool,
+    resolver: str | None,
     accept_new_host_keys: bool,
     known_hosts: str | None,
+    transport: TransportKind | None,
 ) -> None:
     """Prove from the network that each host works as a mail server and is safe. Exit 1 if a check fails."""
     from mailprov.config.loader import load_site
@@ -291,19 +340,30 @@ def verify(
     model = load_site(site)
     base_dir = Path(site).resolve().parent
     hosts = with_address(select_hosts(model, host_names), address)
-    run_options = RunOptions(accept_new_host_keys=accept_new_host_keys, known_hosts=known_hosts)
+    run_options = RunOptions(accept_new_host_keys=accept_new_host_keys, known_hosts=known_hosts, transport=transport)
 
     def transport_for(host: Host) -> Transport:
         return connect(target_for(host, run_options, base_dir))
 
-    options = VerifyOptions(from_outside=from_outside, host_checks=not no_host_checks, dns=not no_dns)
+    if resolver is not None:
+        import ipaddress
+
+        from mailprov.errors import ConfigError
+
+        try:
+            resolver = str(ipaddress.ip_address(resolver))
+        except ValueError:
+            raise ConfigError("--resolver takes the IP address of a DNS server, such as 192.0.2.53") from None
+    options = VerifyOptions(
+        from_outside=from_outside, host_checks=not no_host_checks, dns=not no_dns, resolver=resolver
+    )
     results = verify_site(model, hosts, options, base_dir, transport_for)
     reporter = Reporter()
     if as_json:
         reporter.json(to_json(results))
     else:
         reporter.checks(check_rows(results))
-        reporter.heading("DNS records the site needs (the guide's last step):")
+        reporter.heading("DNS records the site needs (the guide's last step; every record: mailprov dns SITE):")
         for host in hosts:
             for record in needed_records(model, host):
                 reporter.line(f"  {record}")
@@ -312,22 +372,87 @@ def verify(
     sys.exit(1 if any_failed(results) else 0)
 
 
+# The lab's distros (mailprov.lab.images.DISTROS; a unit test keeps both equal): the lab is imported lazily.
+LAB_DISTROS = ("bullseye", "bookworm", "trixie", "forky")
+
+
+@main.command("dns")
+@click.argument("site", type=click.Path(dir_okay=False))
+@_site_options
+@click.option(
+    "--offline",
+    is_flag=True,
+    help="Do not connect to the hosts: the records the site alone decides (no DKIM keys, which are on the hosts).",
+)
+@_handle_errors
+def dns_records(
+    site: str,
+    host_names: tuple[str, ...],
+    accept_new_host_keys: bool,
+    known_hosts: str | None,
+    transport: TransportKind | None,
+    offline: bool,
+) -> None:
+    """Print the DNS records SITE needs as a zone-file snippet, to paste at any DNS provider.
+
+    The DKIM keys are read on the hosts (over SSH) unless --offline. Exit 1 if a host could not be read.
+    """
+    from mailprov.config.loader import load_site, require_secrets
+    from mailprov.orchestrate import RunOptions, plan_site, select_hosts
+    from mailprov.resources.dns import zone_snippet
+
+    model = load_site(site)
+    reporter = Reporter()
+    outcomes = []
+    if not offline:
+        require_secrets(model, site)
+        options = RunOptions(
+            accept_new_host_keys=accept_new_host_keys,
+            known_hosts=known_hosts,
+            site_file=Path(site),
+            transport=transport,
+        )
+        outcomes = plan_site(model, select_hosts(model, host_names), options, Path(site).resolve().parent)
+        for outcome in outcomes:
+            if outcome.error:
+                reporter.error(f"{outcome.host}: {outcome.error} (its records, such as DKIM keys, are missing below)")
+    for line in zone_snippet(model, tuple(r for o in outcomes for r in o.published())):
+        reporter.line(line)
+    sys.exit(1 if any(o.error for o in outcomes) else 0)
+
+
 @main.group()
 def lab() -> None:
-    """Throwaway Debian 12/13 mail hosts on this machine (root, Linux) for trying a site."""
+    """Throwaway Debian 11/12/13/14 mail hosts on this machine (root, Linux) for trying a site."""
 
 
 @lab.command("up")
-@click.option("--distro", type=click.Choice(["bookworm", "trixie"]), default="bookworm", show_default=True)
+@click.option("--distro", type=click.Choice(LAB_DISTROS), default="bookworm", show_default=True)
 @click.option("--count", type=click.IntRange(1, 99), default=1, show_default=True)
+@click.option(
+    "--index",
+    "indices",
+    type=click.IntRange(1, 99),
+    multiple=True,
+    help="Start just <distro>-INDEX (repeatable) instead of hosts 1..COUNT.",
+)
+@click.option("--with-receiver", is_flag=True, help="Also start mx.receiver.test (Postfix + rspamd) at 10.232.0.25.")
 @_handle_errors
-def lab_up(distro: str, count: int) -> None:
-    """Start COUNT hosts of DISTRO (building the base image once)."""
+def lab_up(distro: str, count: int, indices: tuple[int, ...], with_receiver: bool) -> None:
+    """Start COUNT hosts of DISTRO (building the base image once) and the lab DNS server (always)."""
     from mailprov import lab as lab_api
 
     reporter = Reporter()
-    hosts = lab_api.up(distro=distro, count=count, progress=reporter.line)
+    if indices:
+        hosts = lab_api.up_at(distro, indices, progress=reporter.line)
+    else:
+        hosts = lab_api.up(distro=distro, count=count, progress=reporter.line)
     _print_lab_hosts(reporter, hosts)
+    dns = lab_api.dns_up(progress=reporter.line)
+    reporter.line(f"DNS: {dns.address} / {dns.outside_address}, TSIG key {dns.tsig_key_file}")
+    if with_receiver:
+        receiver = lab_api.receiver_up(progress=reporter.line)
+        reporter.line(f"receiver: {receiver.address} (@{receiver.domain}), Maildir {receiver.maildir}")
 
 
 @lab.command("status")

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mailprov.apply import ApplyResult, execute
 from mailprov.config.model import Host, Site
@@ -22,10 +22,15 @@ from mailprov.errors import ConfigError, MailprovError
 from mailprov.facts.platform import PRESETS, OsFamily, Platform
 from mailprov.facts.probe import Facts, Read, parse_probe, probe_script, unique
 from mailprov.facts.traits import HostTraits, parse_traits
-from mailprov.plan import HostPlan, build_plan, reads
-from mailprov.resources.base import HostContext
-from mailprov.transport.base import SshTarget, Transport
-from mailprov.transport.ssh import SshTransport
+from mailprov.plan import HostPlan, build_plan, host_records, reads
+from mailprov.resources import SITE_REGISTRY
+from mailprov.resources.base import DnsRecord, HostContext, SiteContext, SitePlan, SiteResource
+from mailprov.transport import connect, make
+from mailprov.transport.base import SshTarget, Transport, TransportKind
+
+if TYPE_CHECKING:
+    from mailprov.transport.openssh import OpenSshTransport
+    from mailprov.transport.ssh import SshTransport
 
 T = TypeVar("T")
 
@@ -36,6 +41,7 @@ class RunOptions:
     workers: int = 10
     known_hosts: str | None = None  # extra known_hosts file for every host (CLI), besides the site's
     site_file: Path | None = None  # to place a refusal found while planning at its file:line
+    transport: TransportKind | None = None  # the CLI's --transport, over every host's ssh.transport
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,23 @@ class HostOutcome:
     error: str | None = None
     round_trips: int = 0
     secrets: tuple[str, ...] = field(default=(), repr=False)
+    records: tuple[DnsRecord, ...] | None = None  # read again after an apply that changed the host
+
+    def published(self) -> tuple[DnsRecord, ...]:
+        """The records this host's resources need published: as read after the apply, else at plan time."""
+        if self.records is not None:
+            return self.records
+        return self.plan.records if self.plan is not None else ()
+
+
+@dataclass(frozen=True)
+class SiteOutcome:
+    """A site resource's plan, and what its apply did (or why it did not run)."""
+
+    resource: str
+    plan: SitePlan[Any] | None = None
+    applied: str | None = None
+    error: str | None = None
 
 
 def select_hosts(site: Site, names: Sequence[str]) -> tuple[Host, ...]:
@@ -73,6 +96,8 @@ def target_for(host: Host, options: RunOptions, base_dir: Path) -> SshTarget:
         become=ssh.become,
         sudo_password=password,
         accept_new_host_keys=options.accept_new_host_keys,
+        kind=options.transport or ssh.transport,
+        legacy_algorithms=ssh.legacy_algorithms,
     )
 
 
@@ -143,11 +168,9 @@ def run_hosts(
 ) -> list[HostOutcome]:
     def one(host: Host) -> HostOutcome:
         try:
-            with SshTransport(target_for(host, options, base_dir)) as transport:
+            with make(target_for(host, options, base_dir)) as transport:
                 outcome = work(host, transport)
-                return HostOutcome(
-                    outcome.host, outcome.plan, outcome.result, outcome.error, transport.round_trips, outcome.secrets
-                )
+                return dataclasses.replace(outcome, round_trips=transport.round_trips)
         except MailprovError as exc:
             return HostOutcome(host.name, error=_placed(exc, options))
 
@@ -174,12 +197,12 @@ def apply_site(
     expected: facts fingerprints from a saved plan; a host whose facts differ is refused, not applied.
     """
     say = progress or (lambda _line: None)
-    transports: dict[str, SshTransport] = {}
+    transports: dict[str, SshTransport | OpenSshTransport] = {}
     try:
 
         def plan_one(host: Host) -> HostOutcome:
             try:
-                transport = SshTransport(target_for(host, options, base_dir))
+                transport = make(target_for(host, options, base_dir))
                 transport.connect()
                 transports[host.name] = transport
                 return HostOutcome(host.name, plan=plan_host(site, host, transport, base_dir))
@@ -204,14 +227,60 @@ def apply_site(
                 result = execute(outcome.plan, transport, stamp, reconnect=functools.partial(_connected, target))
                 if outcome.plan.changes:
                     say(f"{outcome.host}: {'done' if result.ok else 'FAILED at ' + str(result.failed_step)}")
+                records = None
+                if result.ok and outcome.plan.changes:
+                    # What the apply made (a DKIM key generated just now) is read back for the site resources.
+                    host = next(h for h in hosts if h.name == outcome.host)
+                    records = host_records(*read_facts(site, host, transport, base_dir))
             except MailprovError as exc:
                 return HostOutcome(outcome.host, outcome.plan, error=str(exc), round_trips=transport.round_trips)
-            return HostOutcome(outcome.host, outcome.plan, result, round_trips=transport.round_trips)
+            return HostOutcome(outcome.host, outcome.plan, result, round_trips=transport.round_trips, records=records)
 
         return _parallel(apply_one, planned, options.workers)
     finally:
         for transport in transports.values():
             transport.close()
+
+
+def plan_site_resources(
+    site: Site,
+    outcomes: Sequence[HostOutcome],
+    base_dir: Path,
+    registry: Sequence[SiteResource[Any]] = SITE_REGISTRY,
+) -> list[SiteOutcome]:
+    """Plan what the whole site shares (its DNS zone) from the records every planned host publishes."""
+    ctx = SiteContext(site, base_dir, tuple(r for o in outcomes for r in o.published()))
+    out = []
+    for resource in registry:
+        try:
+            out.append(SiteOutcome(resource.name, plan=resource.plan(ctx)))
+        except MailprovError as exc:
+            out.append(SiteOutcome(resource.name, error=str(exc)))
+    return out
+
+
+def apply_site_resources(
+    site: Site,
+    outcomes: Sequence[HostOutcome],
+    base_dir: Path,
+    registry: Sequence[SiteResource[Any]] = SITE_REGISTRY,
+) -> list[SiteOutcome]:
+    """After every host's apply: plan the site resources again (from what the hosts publish now) and
+    apply them. Nothing runs when a host failed: its records may describe a state it did not reach."""
+    failed = [o.host for o in outcomes if o.error or (o.result is not None and not o.result.ok)]
+    if failed:
+        why = f"not applied: {', '.join(failed)} failed; apply again once every host converges"
+        return [SiteOutcome(r.name, error=why) for r in registry]
+    ctx = SiteContext(site, base_dir, tuple(r for o in outcomes for r in o.published()))
+    out = []
+    for resource in registry:
+        try:
+            plan = resource.plan(ctx)
+            done = resource.apply(ctx, plan) if plan.changes else None
+            out.append(SiteOutcome(resource.name, plan=plan, applied=done))
+        except MailprovError as exc:
+            out.append(SiteOutcome(resource.name, error=str(exc)))
+    return out
 
 
 def _placed(exc: MailprovError, options: RunOptions) -> str:
@@ -224,9 +293,7 @@ def _placed(exc: MailprovError, options: RunOptions) -> str:
 
 
 def _connected(target: SshTarget) -> Transport:
-    transport = SshTransport(target)
-    transport.connect()
-    return transport
+    return connect(target)
 
 
 def _check_unchanged(outcome: HostOutcome, expected: Mapping[str, str]) -> HostOutcome:

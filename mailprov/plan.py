@@ -21,6 +21,7 @@ from mailprov.resources import REGISTRY
 from mailprov.resources.base import (
     Change,
     Command,
+    DnsRecord,
     Gate,
     Handler,
     HandlerStep,
@@ -46,6 +47,7 @@ class HostPlan:
     notes: tuple[str, ...] = ()
     generation: str = ""  # the last apply's run on the host when this plan was made
     relabel: tuple[str, ...] = ()  # argv that relabels switched files (SELinux, the dialect's), before paths
+    records: tuple[DnsRecord, ...] = ()  # what the host's resources need published (site resources' input)
 
     @property
     def empty(self) -> bool:
@@ -92,6 +94,11 @@ def owed_by_a_cut_apply(facts: Facts) -> Change | None:
     return Change("journal", Phase.FINISH, "resume", f"interrupted apply at {since}: {names}", notifies=handlers)
 
 
+def host_records(ctx: HostContext, facts: Facts, registry: Sequence[Resource[Any]] = REGISTRY) -> tuple[DnsRecord, ...]:
+    """The DNS records this host's resources need published, from its facts (e.g. a DKIM key read there)."""
+    return tuple(record for resource in registry for record in resource.records(ctx, facts))
+
+
 def build_plan(ctx: HostContext, facts: Facts, registry: Sequence[Resource[Any]] = REGISTRY) -> HostPlan:
     changes: list[Change] = []
     notes: list[str] = []
@@ -130,7 +137,8 @@ def build_plan(ctx: HostContext, facts: Facts, registry: Sequence[Resource[Any]]
         notes=tuple(notes),
         generation=facts.sections.get(GENERATION_READ.key, "").strip(),
         relabel=ctx.dialect.relabel,
+        records=host_records(ctx, facts, registry),
     )
 
 
-__all__ = ["Change", "Command", "Handler", "HostPlan", "build_plan", "reads"]
+__all__ = ["Change", "Command", "Handler", "HostPlan", "build_plan", "host_records", "reads"]

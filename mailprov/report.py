@@ -206,6 +206,46 @@ def show_plan(reporter: Reporter, outcome: Any) -> None:
         reporter.line(f"  ↻ {handler['name']}: {'; '.join(handler['commands'])}", "cyan")
 
 
+def site_data(outcome: Any) -> dict[str, Any]:
+    """A site resource's plan (and apply) as JSON-ready data: records are data, no secret is in them."""
+    plan = outcome.plan
+    data: dict[str, Any] = {"site": outcome.resource, "error": outcome.error}
+    if plan is not None:
+        data.update(
+            notes=list(plan.notes),
+            changes=[
+                {"key": c.key, "action": c.action, "summary": c.summary, "diff": list(c.diff)} for c in plan.changes
+            ],
+        )
+    if outcome.applied is not None:
+        data["applied"] = outcome.applied
+    return data
+
+
+def show_site_plan(reporter: Reporter, outcome: Any, *, diffs: bool = True) -> None:
+    """A site resource's changes (the DNS records), shown after the hosts' plans like a host's; after an
+    apply (diffs=False) one line per change and what was done."""
+    data = site_data(outcome)
+    if data["error"]:
+        reporter.line(f"● site: {outcome.resource}", "bold red")
+        reporter.error(f"{outcome.resource}: {data['error']}")
+        return
+    if not data.get("changes") and not data.get("notes"):
+        return  # nothing kept (no `dns:`) and nothing to say
+    reporter.line(f"● site: {outcome.resource}", "bold")
+    for note in data["notes"]:
+        reporter.warn(note)
+    if not data["changes"]:
+        reporter.ok(f"no changes: the {outcome.resource} records match the site")
+    for change in data["changes"]:
+        mark = {"update": "~", "delete": "-"}.get(change["action"], "+")
+        reporter.line(f"  {mark} {change['summary']}")
+        if diffs:
+            reporter.diff("      " + line for line in change["diff"])
+    if "applied" in data:
+        reporter.ok(f"{outcome.resource}: {data['applied']}")
+
+
 def show_summary(reporter: Reporter, outcomes: Sequence[Any]) -> None:
     rows = []
     for o in outcomes:

@@ -153,6 +153,8 @@ def secret_problems(site: Site, site_path: str | Path) -> list[str]:
         (f"hosts.{i}.ssh.sudo_password", h.ssh.sudo_password) for i, h in enumerate(site.hosts) if h.ssh.sudo_password
     ]
     refs += [(f"users.{i}.password", u.password) for i, u in enumerate(site.users) if u.password]
+    if site.dns is not None:
+        refs.append(("dns.tsig_key", site.dns.tsig_key))
     base_dir = Path(site_path).resolve().parent
     found: list[Problem] = []
     for field, ref in refs:

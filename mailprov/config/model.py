@@ -24,7 +24,9 @@ from mailprov.config.types import (
     ConfigValue,
     CryptHash,
     Destination,
+    DkimSelector,
     DovecotValue,
+    Email,
     EnvName,
     Fqdn,
     Gecos,
@@ -38,6 +40,7 @@ from mailprov.config.types import (
     Text,
     X509Subject,
     _email,
+    _fqdn,
 )
 
 
@@ -85,6 +88,12 @@ class SshSettings(Model):
     known_hosts: LocalPath | None = None
     become: bool = False  # run as root through sudo
     sudo_password: SecretRef | None = None
+    # paramiko (in-process, the default) or the system `ssh` (the admin's ~/.ssh/config, agent, FIDO keys,
+    # ProxyJump, certificates); the CLI's --transport overrides it for a run.
+    transport: Literal["paramiko", "openssh"] = "paramiko"
+    # ssh-rsa host keys and signatures, SHA-1 key exchange and old ciphers/MACs, for this host only
+    # (CentOS 5/6 sshd). Only the openssh transport can use them.
+    legacy_algorithms: bool = False
 
 
 def check_public_address(value: str) -> str:
@@ -111,6 +120,7 @@ class Host(Model):
     # be a private or VPN one. Default: ssh.address, else the host name.
     public_address: PublicAddress | None = None
     ssh: SshSettings = SshSettings()
+    mx_priority: Annotated[int, Field(ge=0, le=65535)] = 10  # its MX record for the site's domain
 
     def public(self) -> str:
         """The address clients reach this host at (public_address, else ssh.address, else the name)."""
@@ -273,6 +283,9 @@ class Sasl(Model):
     enabled: bool = False
     mechanisms: tuple[Literal["plain", "login"], ...] = ("plain", "login")
     broken_clients: bool = False  # broken_sasl_auth_clients: only for Outlook Express 4 / Exchange 5
+    # Offer AUTH on port 25 too. false: users authenticate only on submission (587) / submissions (465),
+    # and port 25 is for other servers' mail alone.
+    on_port_25: bool = True
 
 
 class GeneratedCert(Model):
@@ -312,6 +325,27 @@ class Tls(Model):
         return self
 
 
+# --- DKIM ----------------------------------------------------------------------------------------------
+
+
+class Dkim(Model):
+    """DKIM signing of the site's mail with OpenDKIM; the key is generated on the host and stays there.
+
+    Changing `selector` rotates: a new key is made, mail is signed with it, and the old key stays on the
+    host (and published) until its selector is listed in `retire`.
+    """
+
+    selector: DkimSelector = "mail"
+    bits: Literal[2048, 3072, 4096] = 2048
+    retire: tuple[DkimSelector, ...] = ()
+
+    @model_validator(mode="after")
+    def _not_retiring_the_signer(self) -> Self:
+        if self.selector in self.retire:
+            raise ValueError(f"selector {self.selector} signs the mail: retire it only after choosing another")
+        return self
+
+
 # --- Dovecot and services ------------------------------------------------------------------------------
 
 
@@ -327,7 +361,8 @@ POSTFIX_MANAGED = frozenset(
         "smtpd_sasl_path", "smtpd_sasl_security_options", "smtpd_sasl_type", "smtpd_tls_auth_only",
         "smtpd_tls_cert_file", "smtpd_tls_key_file", "smtpd_tls_loglevel", "smtpd_tls_mandatory_protocols",
         "smtpd_tls_protocols", "smtpd_tls_security_level", "smtpd_tls_session_cache_database",
-        "smtpd_tls_session_cache_timeout", "smtpd_restriction_classes",
+        "smtpd_tls_session_cache_timeout", "smtpd_restriction_classes", "smtpd_milters", "non_smtpd_milters",
+        "milter_default_action", "smtpd_sender_login_maps",
     }
 )  # fmt: skip
 DOVECOT_MANAGED = frozenset(
@@ -422,6 +457,107 @@ class Firewall(Model):
     ssh_from: tuple[Cidr, ...] = ()  # empty: SSH from anywhere. mailprov never closes SSH
 
 
+# --- SPF, DMARC and the DNS server --------------------------------------------------------------------
+
+_SPF_DOMAIN = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?)+"
+
+
+def _spf_mechanism(value: str) -> str:
+    """One SPF mechanism (RFC 7208 5): `mx`, `a`, `mx:DOMAIN`, `a:DOMAIN`, `include:DOMAIN`, `ip4:NET`,
+    `ip6:NET`, optionally prefixed with `+`, `~`, `?` or `-`. Nothing else: no macros, no spaces, so no value
+    can add a term (or a second record) to the TXT record. `all` is the separate `all` field."""
+    safe_text(value)
+    text = value.strip().lower()
+    qualifier = text[0] if text[:1] in ("+", "-", "~", "?") else ""
+    body = text[len(qualifier) :]
+    kind, _, arg = body.partition(":")
+    if kind in ("mx", "a") and (not arg or re.fullmatch(_SPF_DOMAIN, arg)):
+        return qualifier + body
+    if kind == "include" and re.fullmatch(_SPF_DOMAIN, arg):
+        return qualifier + body
+    if kind in ("ip4", "ip6") and arg:
+        try:
+            net = ipaddress.ip_network(arg, strict=True)
+        except ValueError:
+            raise ValueError(f"{value!r}: {arg!r} is not an IPv{kind[2]} address or network") from None
+        if net.version != int(kind[2]) or "%" in arg:
+            raise ValueError(f"{value!r}: {arg!r} is not an IPv{kind[2]} address or network")
+        shown = str(net.network_address) if net.num_addresses == 1 else str(net)
+        return f"{qualifier}{kind}:{shown}"
+    if kind == "all":
+        raise ValueError("`all` is not a mechanism here: set `spf.all` (-all, ~all or ?all)")
+    raise ValueError(
+        f"{value!r} is not an SPF mechanism mailprov writes: mx, a, mx:DOMAIN, a:DOMAIN, include:DOMAIN, "
+        "ip4:ADDRESS[/LEN] or ip6:ADDRESS[/LEN] (optionally prefixed with -, ~ or ?)"
+    )
+
+
+SpfMechanism = Annotated[str, AfterValidator(_spf_mechanism)]
+
+
+class Spf(Model):
+    """The SPF TXT record of the domain (`v=spf1 MECHANISMS ALL`). Default mechanisms: the public address
+    of every host (ip4:/ip6:), or `mx` when a host has no IP address in the site."""
+
+    enabled: bool = True
+    mechanisms: tuple[SpfMechanism, ...] | None = None
+    all: Literal["-all", "~all", "?all"] = "-all"  # `+all` would let anyone send as the domain
+
+    @model_validator(mode="after")
+    def _some(self) -> Self:
+        if self.mechanisms is not None and not self.mechanisms and self.all == "-all" and self.enabled:
+            raise ValueError("spf.mechanisms: an empty list with -all says no server may send mail for the domain")
+        return self
+
+
+class Dmarc(Model):
+    """The DMARC TXT record at `_dmarc.DOMAIN` (RFC 7489)."""
+
+    enabled: bool = True
+    policy: Literal["none", "quarantine", "reject"] = "none"
+    subdomain_policy: Literal["none", "quarantine", "reject"] | None = None  # sp=; default: the policy
+    rua: tuple[Email, ...] = ()  # aggregate reports to these addresses (mailto:)
+    pct: Annotated[int, Field(ge=0, le=100)] = 100
+    adkim: Literal["r", "s"] = "r"  # relaxed or strict DKIM alignment
+    aspf: Literal["r", "s"] = "r"
+
+
+class Later(Model):
+    """A stub for a feature planned for later (MTA-STS, TLS-RPT): accepted disabled, refused enabled."""
+
+    enabled: bool = False
+
+
+def _dns_server(value: str) -> str:
+    safe_text(value)
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"{value!r}: give the DNS server's IP address (the primary that takes updates)") from None
+    if "%" in value:
+        raise ValueError(f"{value!r}: the server's address has no `%zone` part")
+    return str(address)
+
+
+def _reverse_zone(value: str) -> str:
+    value = _fqdn(value)
+    if not value.endswith((".in-addr.arpa", ".ip6.arpa")):
+        raise ValueError(f"{value!r} is not a reverse zone (NAME.in-addr.arpa or NAME.ip6.arpa)")
+    return value
+
+
+class DnsServer(Model):
+    """The authoritative primary that takes RFC 2136 updates signed with the TSIG key for `zone` (and for
+    `reverse_zones`, where the PTR records of the hosts' public addresses are then kept too)."""
+
+    server: Annotated[str, AfterValidator(_dns_server)]
+    port: Annotated[int, Field(ge=1, le=65535)] = 53
+    zone: Fqdn
+    reverse_zones: tuple[Annotated[str, AfterValidator(_reverse_zone)], ...] = ()
+    tsig_key: SecretRef  # one line `hmac-sha256:NAME:BASE64SECRET`
+    ttl: Annotated[int, Field(ge=60, le=86400)] = 3600
+
+
 # --- the site ------------------------------------------------------------------------------------------
 
 
@@ -444,6 +580,12 @@ class Site(Model):
     postfix: Postfix = Postfix()
     firewall: Firewall = Firewall()
     repositories: Repositories = Repositories()
+    dkim: Dkim | None = None  # absent: no DKIM signing
+    spf: Spf = Spf()
+    dmarc: Dmarc = Dmarc()
+    mta_sts: Later = Later()
+    tls_rpt: Later = Later()
+    dns: DnsServer | None = None
 
     # -- cross-field rules; each raises ValueError naming the field, which the loader maps to a line --
 
@@ -455,8 +597,25 @@ class Site(Model):
         self._check_restrictions()
         self._check_tls_and_sasl()
         self._check_firewall()
+        self._check_dkim()
         self._check_extra()
+        self._check_dns()
         return self
+
+    def _check_dns(self) -> None:
+        for name in ("mta_sts", "tls_rpt"):
+            if getattr(self, name).enabled:
+                raise SiteRuleError(
+                    f"{name}.enabled",
+                    f"{name} is not supported yet (planned for later): remove `{name}` or set `enabled: false`",
+                )
+        if self.dns is None:
+            return
+        zone = self.dns.zone
+        if self.domain != zone and not self.domain.endswith("." + zone):
+            raise SiteRuleError(
+                "dns.zone", f"the site's domain {self.domain} is not in the zone {zone}: give the domain's zone"
+            )
 
     def _check_hosts(self) -> None:
         if not self.hosts:
@@ -576,11 +735,31 @@ class Site(Model):
             raise SiteRuleError("sasl.enabled", "SASL without TLS sends passwords in clear text: enable tls")
         if (self.postfix.submission or self.postfix.smtps) and not (self.sasl.enabled and self.tls.enabled):
             raise SiteRuleError("postfix.submission", "submission/smtps need both sasl and tls enabled")
+        if self.sasl.enabled and not self.sasl.on_port_25 and not (self.postfix.submission or self.postfix.smtps):
+            raise SiteRuleError(
+                "sasl.on_port_25",
+                "with AUTH off on port 25 users could not log in anywhere: enable postfix.submission or postfix.smtps",
+            )
 
     def _check_firewall(self) -> None:
         both = set(self.firewall.open) & set(self.firewall.lan_only)
         if both:
             raise SiteRuleError("firewall.lan_only", f"{', '.join(sorted(both))} listed as open and LAN-only")
+
+    def _check_dkim(self) -> None:
+        """Each host signs with `<selector>-<first label>` in a site of several: those must differ."""
+        if self.dkim is None or len(self.hosts) < 2:
+            return
+        seen: dict[str, str] = {}
+        for i, host in enumerate(self.hosts):
+            label = host.name.split(".")[0]
+            if label in seen:
+                raise SiteRuleError(
+                    f"hosts.{i}.name",
+                    f"{host.name} and {seen[label]} would sign with the same DKIM selector "
+                    f"({self.dkim.selector}-{label}): their first labels must differ",
+                )
+            seen[label] = host.name
 
     def _check_extra(self) -> None:
         trusted = self.dovecot.extra.get("login_trusted_networks")
@@ -615,19 +794,25 @@ __all__ = [
     "AccessAction",
     "AliasTarget",
     "CertFiles",
+    "Dkim",
+    "Dmarc",
+    "DnsServer",
     "Dovecot",
     "Firewall",
     "GeneratedCert",
     "Greylisting",
     "Host",
+    "Later",
     "Mailbox",
     "Postfix",
+    "Repositories",
     "Restrictions",
     "Sasl",
     "SecretRef",
     "SenderAccessEntry",
     "Site",
     "SiteRuleError",
+    "Spf",
     "SshSettings",
     "Tls",
     "User",

@@ -23,6 +23,7 @@ _LOGIN = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _LOCAL_PART = re.compile(r"^[a-z0-9][a-z0-9._+-]{0,63}$")
 _PARAM_NAME = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
 _ABS_PATH = re.compile(r"^/[A-Za-z0-9._+@/-]*$")
+_SELECTOR = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 def _token(value: str) -> str:
@@ -32,6 +33,17 @@ def _token(value: str) -> str:
         raise ValueError("must not be empty")
     if re.search(r"[\s,#\"'`;|&$<>(){}\\]", value):
         raise ValueError("must be a single word without spaces, commas, quotes, `#` or shell characters")
+    return value
+
+
+def _selector(value: str) -> str:
+    """A DKIM selector: one DNS label (it names <selector>._domainkey.<domain> and a key file)."""
+    safe_text(value)
+    value = value.lower()
+    if not _SELECTOR.match(value):
+        raise ValueError(
+            f"{value!r} is not a DKIM selector: one DNS label of letters, digits and inner hyphens, e.g. mail2026"
+        )
     return value
 
 
@@ -230,6 +242,7 @@ def _crypt_hash(value: str) -> str:
 Destination = Annotated[str, AfterValidator(_destination)]
 Token = Annotated[str, AfterValidator(_token)]
 Hostname = Annotated[str, AfterValidator(_hostname)]
+DkimSelector = Annotated[str, AfterValidator(_selector)]
 Fqdn = Annotated[str, AfterValidator(_fqdn)]
 Address = Annotated[str, AfterValidator(_address)]
 Login = Annotated[str, AfterValidator(_login)]

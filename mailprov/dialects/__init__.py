@@ -37,6 +37,7 @@ class Paths:
     master_cf: str
     aliases: str
     sender_access: str
+    sender_login: str  # smtpd_sender_login_maps source: address -> the login that owns it
     dovecot_conf: str
     cert_dir: str
     key_dir: str
@@ -90,7 +91,7 @@ class Packages:
 
 @dataclass(frozen=True)
 class Repos:
-    """Where this EL release's packages come from: EPEL (for postgrey), and the archives once the release
+    """Where this EL release's packages come from: EPEL (postgrey, OpenDKIM), and the archives once the release
     is end-of-life and its stock mirrors are gone. Debian: `Repos()` (nothing to enable)."""
 
     epel_only: tuple[str, ...] = ()  # packages no enabled base repository of the release has
@@ -126,7 +127,7 @@ def _repos(p: Platform) -> Repos:
         install = (manager, "-y", "install", "epel-release")
     final = _CENTOS_FINAL.get(major, "") if p.os_id == "centos" else ""
     return Repos(
-        epel_only=("postgrey",),
+        epel_only=("postgrey", "opendkim", "opendkim-tools"),  # greylisting; DKIM signing
         epel_install=install,
         epel_archive=f"{EPEL_ARCHIVE}/{major}/$basearch/" if major in _CENTOS_FINAL else "",
         os_archive=f"{VAULT}/{final}" if final else "",
@@ -180,6 +181,25 @@ class Postgrey:
 
 
 @dataclass(frozen=True)
+class OpenDkim:
+    """OpenDKIM as this distribution ships it (Debian main; EPEL on EL, `opendkim-tools` split out on EL8+).
+
+    The milter listens on loopback TCP on every family: Debian's default unix socket (/run/opendkim) is
+    outside Postfix's chroot (smtpd, cleanup run chrooted in /var/spool/postfix there) and would need the
+    postfix user in the opendkim group; EPEL's own default is inet:8891@localhost, the port SELinux labels
+    milter_port_t, where a socket in Postfix's spool would need a policy change.
+    """
+
+    packages: tuple[str, ...]
+    conf: str  # /etc/opendkim.conf on both families
+    keys_dir: str  # <keys_dir>/<domain>/<selector>.private
+    user: str  # owns the private keys (the daemon's UserID)
+    pid_file: str
+    socket: str  # opendkim's Socket value
+    milter: str  # the same endpoint in Postfix's syntax (smtpd_milters)
+
+
+@dataclass(frozen=True)
 class DovecotSyntax:
     template: str  # dovecot/dovecot-<template>.conf.j2
     ssl_disable: bool  # 1.0/1.1: ssl_disable = yes|no instead of ssl =
@@ -200,6 +220,7 @@ class Dialect:
     services: Services
     firewall: FirewallBackend
     postgrey: Postgrey
+    opendkim: OpenDkim
     dovecot_syntax: DovecotSyntax
     # Postfix
     map_type: str  # for postmap/postalias: never hard-coded hash
@@ -215,6 +236,7 @@ class Dialect:
     has_maillog_file: bool  # maillog_file + postlog service, 3.4+
     sasl_dovecot: bool  # smtpd_sasl_type = dovecot, 2.3+
     chroot_smtpd: str  # master.cf chroot column for our services: Debian y, RHEL n
+    submissions_service: str  # master.cf name of port 465: "submissions" (Postfix 3.5+ master.cf), else "smtps"
     # distribution glue
     packages_base: tuple[str, ...]
     packages_imap: tuple[str, ...]
@@ -313,6 +335,23 @@ def _map_type(platform: Platform) -> str:
     return platform.default_database_type
 
 
+def _compatibility_level(pf: Version) -> str | None:
+    """The newest level this Postfix knows (never one above it): below it, Postfix 3.11 `postfix check`
+    says "Postfix is using backwards-compatible default settings" on every run (seen on Debian 14)."""
+    if pf.major < 3:
+        return None
+    if pf.at_least("3.11"):
+        return "3.11"
+    return "3.6" if pf.at_least("3.6") else "2"
+
+
+def _cache_type(platform: Platform) -> str:
+    """btree while the host's Postfix defaults to Berkeley DB; lmdb once it moved off it (Debian 14's
+    Postfix 3.11 defaults to cdb and warns "hash/btree support is deprecated" for every BDB table)."""
+    berkeley = platform.default_database_type in ("hash", "btree")
+    return "btree" if berkeley and "btree" in platform.map_types else "lmdb"
+
+
 def _postgrey(p: Platform) -> Postgrey:
     if p.os_family is OsFamily.DEBIAN:
         return Postgrey(
@@ -377,6 +416,21 @@ def _firewall_packages(p: Platform) -> tuple[str, ...]:
     return ("iptables-services",) if p.os_major < 9 else ("iptables-nft-services",)
 
 
+def _opendkim(p: Platform) -> OpenDkim:
+    debian = p.os_family is OsFamily.DEBIAN
+    # EPEL 7 and older: opendkim-genkey and the other tools are in the opendkim package itself.
+    tools = debian or p.os_major >= 8
+    return OpenDkim(
+        packages=("opendkim", "opendkim-tools") if tools else ("opendkim",),
+        conf="/etc/opendkim.conf",
+        keys_dir="/etc/opendkim/keys",
+        user="opendkim",
+        pid_file="/run/opendkim/opendkim.pid" if debian or p.os_major >= 7 else "/var/run/opendkim/opendkim.pid",
+        socket="inet:8891@127.0.0.1",
+        milter="inet:127.0.0.1:8891",
+    )
+
+
 def _dovecot_syntax(p: Platform, gen: DovecotGen, traits: HostTraits) -> DovecotSyntax:
     old = gen in (DovecotGen.V1_0, DovecotGen.V1_2)
     return DovecotSyntax(
@@ -402,6 +456,7 @@ def _decide(p: Platform, traits: HostTraits) -> Dialect:
         master_cf="/etc/postfix/master.cf",
         aliases="/etc/aliases",
         sender_access="/etc/postfix/sender_access",
+        sender_login="/etc/postfix/sender_login",
         dovecot_conf="/etc/dovecot.conf" if p.dovecot_version.major < 2 else "/etc/dovecot/dovecot.conf",
         cert_dir="/etc/ssl/certs" if debian else "/etc/pki/tls/certs",
         key_dir="/etc/ssl/private" if debian else "/etc/pki/tls/private",
@@ -439,10 +494,11 @@ def _decide(p: Platform, traits: HostTraits) -> Dialect:
         services=Services(p.init_system, debian),
         firewall=p.firewall,
         postgrey=_postgrey(p),
+        opendkim=_opendkim(p),
         dovecot_syntax=_dovecot_syntax(p, gen, traits),
         map_type=_map_type(p),
-        cache_type="btree" if "btree" in p.map_types else "lmdb",
-        compatibility_level=None if pf.major < 3 else ("3.6" if pf.at_least("3.6") else "2"),
+        cache_type=_cache_type(p),
+        compatibility_level=_compatibility_level(pf),
         has_relay_restrictions=pf.at_least("2.10"),
         pipelining_anywhere=pf.at_least("2.6"),
         has_tls_protocols=pf.at_least("2.6"),
@@ -453,6 +509,8 @@ def _decide(p: Platform, traits: HostTraits) -> Dialect:
         has_maillog_file=pf.at_least("3.4"),
         sasl_dovecot=pf.at_least("2.3"),
         chroot_smtpd="y" if debian else "n",
+        # /etc/services knows "submissions" (RFC 8314) where Postfix 3.5+ ships: netbase 6.x, setup 2.12+.
+        submissions_service="submissions" if pf.at_least("3.5") else "smtps",
         packages_base=base,
         packages_imap=imap,
         packages_pop3=pop3,

@@ -212,6 +212,11 @@ def parse_platform(host: str, sections: Mapping[str, str]) -> Platform:
     if not map_types and release is not None:  # Postfix not installed yet: the release's build
         map_types, default_db = release.map_types, release.default_database_type
     map_types = map_types or frozenset({"hash", "btree"})
+    default_db = default_db or "hash"
+    if "postfix_version" not in kv and family is OsFamily.DEBIAN and Version.parse(postfix).at_least("3.11"):
+        # Not installed yet: what the candidate will say once it is (Debian 14's 3.11 defaults to cdb), so
+        # that the first apply writes the maps the second one would plan (one apply converges).
+        default_db, map_types = "cdb", frozenset({"cdb", "lmdb", "hash", "btree"})
     return Platform(
         os_family=family,
         os_id=os_id,
@@ -221,7 +226,7 @@ def parse_platform(host: str, sections: Mapping[str, str]) -> Platform:
         firewall=FirewallBackend.FIREWALLD if "firewalld_running" in kv else FirewallBackend.IPTABLES,
         postfix_version=Version.parse(postfix),
         dovecot_version=Version.parse(dovecot),
-        default_database_type=default_db or "hash",
+        default_database_type=default_db,
         map_types=map_types,
         has_syslog="syslog" in kv,
         has_ipv6="ipv6" in kv,

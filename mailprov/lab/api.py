@@ -6,13 +6,15 @@ at once wait for each other instead of racing on names and addresses.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from mailprov.errors import LabError, MailprovError
-from mailprov.lab import images, known_hosts
+from mailprov.lab import dns as lab_dns
+from mailprov.lab import images, known_hosts, services
+from mailprov.lab import receiver as lab_receiver
 from mailprov.lab.commands import exclusive_lock, require_root_on_linux, run, write_atomically
 from mailprov.lab.hosts import (
     ADMIN_USER,
@@ -39,7 +41,11 @@ from mailprov.lab.network import (
     teardown_lab_networks,
 )
 from mailprov.lab.paths import LabPaths
+from mailprov.lab.prereqs import require_prerequisites
 from mailprov.lab.users import other_users, register_user, release
+
+LabDns = lab_dns.LabDns
+LabReceiver = lab_receiver.LabReceiver
 
 Progress = Callable[[str], None] | None
 
@@ -49,7 +55,7 @@ _PARALLEL_BOOTS = 8
 @dataclass(frozen=True)
 class LabHost:
     name: str  # e.g. "bookworm-1"
-    distro: str  # "bookworm" | "trixie"
+    distro: str  # "bullseye" | "bookworm" | "trixie" | "forky"
     address: str  # LAN address, e.g. "10.231.1.1"
     outside_address: str  # address on the outside network, e.g. "10.232.1.1"
     ssh_port: int  # 22
@@ -60,7 +66,7 @@ class LabHost:
 
 
 def ensure_image(distro: str, progress: Progress = None) -> Path:
-    """Build or reuse the cached base image of `distro` ("bookworm" or "trixie")."""
+    """Build or reuse the cached base image of `distro` (one of `images.DISTROS`)."""
     return images.ensure_image(distro, progress)
 
 
@@ -71,25 +77,62 @@ def outside_netns() -> str:
 
 def up(distro: str = "bookworm", count: int = 1, progress: Progress = None) -> list[LabHost]:
     """Hosts `<distro>-1` .. `<distro>-<count>`, running; hosts already running are reused as they are."""
-    images.check_distro(distro)
     if not 1 <= count <= MAX_HOSTS_PER_DISTRO:
         raise LabError(f"count must be 1..{MAX_HOSTS_PER_DISTRO}, not {count}")
+    return up_at(distro, range(1, count + 1), progress)
+
+
+def up_at(distro: str, indices: Iterable[int], progress: Progress = None, *, fresh: bool = False) -> list[LabHost]:
+    """Hosts `<distro>-<index>` for just these indices, running (others are neither started nor touched).
+
+    fresh=True starts them again from the image even when running (a suite that needs untouched hosts)."""
+    images.check_distro(distro)
+    nets = [host_network(distro, index) for index in indices]
+    if not nets:
+        raise LabError("no lab host index given")
     require_root_on_linux()
     paths = LabPaths.from_env()
+    # All at once, before anything runs: the build's own tools only when the image is still to be built.
+    require_prerequisites(building=not images.is_built(images.image_dir(paths, distro)))
     image = images.ensure_image(distro, progress, paths)
-    nets = [host_network(distro, index) for index in range(1, count + 1)]
+    services_image = services.ensure_services_image(paths, progress)
     with exclusive_lock(paths.lock):
         register_user(paths)
         _ensure_lab_key(paths)
         ensure_lab_networks()
-        to_start = [net for net in nets if not is_running(paths, net)]
+        to_start = [net for net in nets if fresh or not is_running(paths, net)]
         if progress and to_start:
             progress(f"starting {', '.join(net.name for net in to_start)}")
         failures = _start_all(paths, to_start, image)
         _write_inventory(paths)
+        # The hosts resolve through the lab DNS (their /etc/resolv.conf): it runs whenever hosts do.
+        lab_dns.ensure_dns(paths, services_image, _running_hosts(paths))
         if failures:
             raise LabError("\n".join(failures))
         return [_lab_host(paths, net) for net in nets]
+
+
+def dns_up(progress: Progress = None) -> LabDns:
+    """The lab DNS server (Knot at 10.231.0.53 and 10.232.0.53), running, with every running host published."""
+    require_root_on_linux()
+    paths = LabPaths.from_env()
+    services_image = services.ensure_services_image(paths, progress)
+    with exclusive_lock(paths.lock):
+        register_user(paths)
+        ensure_lab_networks()
+        return lab_dns.ensure_dns(paths, services_image, _running_hosts(paths))
+
+
+def receiver_up(progress: Progress = None) -> LabReceiver:
+    """The lab receiver (Postfix + rspamd at 10.232.0.25, mx.receiver.test), running; the DNS server too."""
+    require_root_on_linux()
+    paths = LabPaths.from_env()
+    services_image = services.ensure_services_image(paths, progress)
+    with exclusive_lock(paths.lock):
+        register_user(paths)
+        ensure_lab_networks()
+        lab_dns.ensure_dns(paths, services_image, _running_hosts(paths))
+        return lab_receiver.ensure_receiver(paths, services_image)
 
 
 def in_use_by_others() -> list[int]:
@@ -112,6 +155,10 @@ def down(progress: Progress = None) -> None:
     require_root_on_linux()
     paths = LabPaths.from_env()
     with exclusive_lock(paths.lock):
+        if progress:
+            progress("stopping the lab receiver and DNS server")
+        lab_receiver.stop(paths)
+        lab_dns.stop(paths)
         nets = _known_hosts(paths)
         for net in nets:
             if progress:
@@ -145,6 +192,10 @@ def _known_hosts(paths: LabPaths) -> list[HostNetwork]:
         except LabError:
             continue  # not ours to interpret; down() still deletes its namespace
     return sorted(nets, key=lambda net: (net.distro_number, net.index))
+
+
+def _running_hosts(paths: LabPaths) -> list[HostNetwork]:
+    return [net for net in _known_hosts(paths) if is_running(paths, net)]
 
 
 def _start_all(paths: LabPaths, nets: list[HostNetwork], image: Path) -> list[str]:

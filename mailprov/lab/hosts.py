@@ -27,7 +27,13 @@ from pathlib import Path
 from mailprov.errors import LabError
 from mailprov.lab.commands import run, tail, write_atomically
 from mailprov.lab.mounts import is_under, remove_tree, unmount_all_under
-from mailprov.lab.network import HostNetwork, create_host_network, delete_host_network, netns_pids
+from mailprov.lab.network import (
+    LAB_DNS_ADDRESS,
+    HostNetwork,
+    create_host_network,
+    delete_host_network,
+    netns_pids,
+)
 from mailprov.lab.paths import LabPaths
 
 SSH_PORT = 22
@@ -302,6 +308,9 @@ def _personalize(merged: Path, net: HostNetwork, lab_public_key: str) -> list[st
         "::1\tlocalhost ip6-localhost ip6-loopback\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
     )
     (etc / "machine-id").write_text(uuid.uuid4().hex + "\n")
+    resolv = etc / "resolv.conf"
+    resolv.unlink(missing_ok=True)  # never write through a symlink into the image
+    resolv.write_text(f"# mailprov lab: the lab DNS server (mailprov.lab.dns)\nnameserver {LAB_DNS_ADDRESS}\n")
     run(["ssh-keygen", "-A", "-f", str(merged)], what=f"generate SSH host keys for {net.name}")
     passwd = (etc / "passwd").read_text()
     for user in LOGIN_USERS:

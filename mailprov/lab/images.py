@@ -8,6 +8,7 @@ so a half-built image is never used.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -21,9 +22,36 @@ from mailprov.errors import LabError
 from mailprov.lab.commands import exclusive_lock, require_root_on_linux, run, tail
 from mailprov.lab.mounts import remove_tree
 from mailprov.lab.paths import LabPaths
+from mailprov.lab.prereqs import require_prerequisites
 
-DISTROS = ("bookworm", "trixie")
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
+
+
+@dataclass(frozen=True)
+class DistroSpec:
+    """How to debootstrap one Debian release from this runner (a Debian 12 machine)."""
+
+    name: str
+    # debootstrap's script for the suite: the runner's debootstrap may not know a newer codename (forky),
+    # whose bootstrap is the same as sid's.
+    script: str = ""
+    # Suites added to the image's apt sources for the download step, besides the main one (the main suite
+    # already holds the last point release).
+    extra_sources: tuple[str, ...] = ()
+    # testing's Release files carry a Valid-Until a week ahead; a mirror snapshot older than that would fail
+    # `apt-get update` during the build. Only the build's download step is affected (hosts use a file: repo).
+    ignore_valid_until: bool = False
+
+
+DISTRO_SPECS: dict[str, DistroSpec] = {
+    # bullseye-security is left out: its pool answered 404 for packages its index lists (dovecot-pop3d
+    # 2.3.13+dfsg1-2+deb11u4, libnet-dns-perl 1.29-1+deb11u1) on this runner's mirror, failing the build.
+    "bullseye": DistroSpec("bullseye", extra_sources=(f"deb {DEBIAN_MIRROR} bullseye-updates main",)),
+    "bookworm": DistroSpec("bookworm"),
+    "trixie": DistroSpec("trixie"),
+    "forky": DistroSpec("forky", script="sid", ignore_valid_until=True),
+}
+DISTROS = tuple(DISTRO_SPECS)
 
 # Bump when the build steps change in a way the scripts' text does not show (it is hashed too).
 BUILD_VERSION = 1
@@ -44,6 +72,8 @@ REPO_PACKAGE_GROUPS: tuple[tuple[str, ...], ...] = (
         "iptables-persistent",
         "netfilter-persistent",
         "ssl-cert",
+        "opendkim",
+        "opendkim-tools",
     ),
     ("exim4-daemon-light",),  # so a test can start from a host whose MTA is exim4
 )
@@ -129,19 +159,23 @@ class ImageRecipe:
         _RESOLV_CONF,
     )
 
+    @property
+    def spec(self) -> DistroSpec:
+        return DISTRO_SPECS.get(self.distro, DistroSpec(self.distro))
+
     def key(self) -> str:
         """`<distro>-<12 hex digits>`: same recipe, same key, whatever the order packages were listed in."""
-        canonical = json.dumps(
-            {
-                "distro": self.distro,
-                "mirror": self.mirror,
-                "includes": sorted(self.includes),
-                "repo": sorted(sorted(group) for group in self.repo_package_groups),
-                "build_version": self.build_version,
-                "scripts": list(self.scripts),
-            },
-            sort_keys=True,
-        )
+        recipe: dict[str, object] = {
+            "distro": self.distro,
+            "mirror": self.mirror,
+            "includes": sorted(self.includes),
+            "repo": sorted(sorted(group) for group in self.repo_package_groups),
+            "build_version": self.build_version,
+            "scripts": list(self.scripts),
+        }
+        if self.spec != DistroSpec(self.distro):  # only then: the images of plain specs keep their keys
+            recipe["spec"] = dataclasses.asdict(self.spec)
+        canonical = json.dumps(recipe, sort_keys=True)
         return f"{self.distro}-{hashlib.sha256(canonical.encode()).hexdigest()[:12]}"
 
 
@@ -168,6 +202,7 @@ def ensure_image(distro: str, progress: ProgressCallback = None, paths: LabPaths
     final = paths.images / recipe.key()
     if is_built(final):
         return final
+    require_prerequisites(building=True)
     with exclusive_lock(paths.images_lock):
         if is_built(final):  # another process built it while we waited
             return final
@@ -205,6 +240,7 @@ def _build(recipe: ImageRecipe, root: Path, log: Path, progress: ProgressCallbac
             "unshare", "--mount", "--propagation", "private", "--",
             "debootstrap", "--variant=minbase", f"--include={','.join(recipe.includes)}",
             recipe.distro, str(root), recipe.mirror,
+            *([f"/usr/share/debootstrap/scripts/{recipe.spec.script}"] if recipe.spec.script else []),
         ],
         log=log,
         what=f"debootstrap {recipe.distro}",
@@ -213,6 +249,7 @@ def _build(recipe: ImageRecipe, root: Path, log: Path, progress: ProgressCallbac
     )  # fmt: skip
 
     say(f"{recipe.distro}: downloading mail packages into the image's local repository")
+    _add_build_sources(root, recipe.spec)
     _in_chroot(root, "apt-get -q update", [], log=log, what="apt-get update (image build)")
     for group in recipe.repo_package_groups:
         _in_chroot(root, _DOWNLOAD_SCRIPT, group, log=log, what=f"download {' '.join(group)}")
@@ -230,6 +267,7 @@ def _build(recipe: ImageRecipe, root: Path, log: Path, progress: ProgressCallbac
 
     say(f"{recipe.distro}: configuring users, sshd and apt")
     _in_chroot(root, _CONFIGURE_SCRIPT, [], log=log, what="configure image")
+    (root / "etc/apt/apt.conf.d/99mailprov-build").unlink(missing_ok=True)
     _write(root / "etc/ssh/sshd_config.d/mailprov-lab.conf", _SSHD_DROP_IN, 0o644)
     _write(root / "etc/sudoers.d/mailprov-lab-admin", _SUDOERS_ADMIN, 0o440)
     _write(root / "etc/resolv.conf", _RESOLV_CONF, 0o644, replace_link=True)
@@ -239,6 +277,14 @@ def _build(recipe: ImageRecipe, root: Path, log: Path, progress: ProgressCallbac
     # services itself, as it must on a real host. A policy-rc.d left by a tool would change that.
     (root / "usr/sbin/policy-rc.d").unlink(missing_ok=True)
     _write(root / STAMP_IN_IMAGE, f"{recipe.key()}\n", 0o644)
+
+
+def _add_build_sources(root: Path, spec: DistroSpec) -> None:
+    """The spec's extra suites and apt options, for the download step (the configure step replaces them)."""
+    if spec.extra_sources:
+        _write(root / "etc/apt/sources.list.d/mailprov-build.list", "\n".join(spec.extra_sources) + "\n", 0o644)
+    if spec.ignore_valid_until:
+        _write(root / "etc/apt/apt.conf.d/99mailprov-build", 'Acquire::Check-Valid-Until "false";\n', 0o644)
 
 
 def _in_chroot(root: Path, script: str, args: Sequence[str], *, log: Path, what: str) -> None:

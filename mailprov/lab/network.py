@@ -6,8 +6,9 @@
                                                                               route 10.231.<d>.<i>/32 via
                                                                                     10.232.<d>.<i>
 
-<d> is the distro's number (bookworm 1, trixie 2) and <i> the host's index. The runner sits on the trusted
-LAN; a client in mplab-outside reaches a host's LAN address from 10.232.0.1, which is outside that LAN.
+<d> is the distro's number (bookworm 1, trixie 2, bullseye 3, forky 4) and <i> the host's index. The runner
+sits on the trusted LAN; a client in mplab-outside reaches a host's LAN address from 10.232.0.1, which is
+outside that LAN.
 Nothing here touches the runner's existing links, addresses, routes, sysctls or firewall. One thing is
 added and deliberately kept after `down`: "unreachable" routes for the lab's two ranges at a high metric
 (the route guard). While the lab is up, mplab0's connected route wins; once it is gone, a client that still
@@ -29,13 +30,15 @@ LAN_GATEWAY = "10.231.0.1"
 OUTSIDE_NETNS = "mplab-outside"
 OUTSIDE_BRIDGE = "br-out"
 OUTSIDE_GATEWAY = "10.232.0.1"
+LAB_DNS_ADDRESS = "10.231.0.53"  # the lab DNS server (mailprov.lab.dns) on the LAN; every host resolves through it
+LAB_DNS_OUTSIDE_ADDRESS = "10.232.0.53"  # the same server on the outside network
 PREFIX_LENGTH = 16
 NETNS_PREFIX = "mplab-"
 ROOT_VETH_PREFIXES = ("mpl",)  # every lab link in the runner's namespace starts so (mplab0, mpl1-3 ...)
 LAB_RANGES = ("10.231.0.0/16", "10.232.0.0/16")
 GUARD_METRIC = "4242"  # above any connected route (0), so it only applies when the lab is down
 
-DISTRO_NUMBERS = {"bookworm": 1, "trixie": 2}
+DISTRO_NUMBERS = {"bookworm": 1, "trixie": 2, "bullseye": 3, "forky": 4}
 MAX_HOSTS_PER_DISTRO = 99
 
 _HOST_NAME = re.compile(r"^(?P<distro>[a-z]+)-(?P<index>[1-9][0-9]?)$")

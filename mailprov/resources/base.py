@@ -222,3 +222,57 @@ class Resource(Generic[D]):
 
     def checks(self, ctx: HostContext) -> Sequence[HostCheck]:
         return ()
+
+
+# --- site resources: one state for the whole site (a DNS zone), read and changed from the admin's machine ---
+
+
+@dataclass(frozen=True)
+class SiteContext:
+    """What a site resource bases its wish on: the site, and the records every host's resources need
+    published (their `records()`, read from the hosts' facts: after an apply, read again)."""
+
+    site: Site
+    base_dir: Path
+    records: tuple[DnsRecord, ...] = ()
+
+
+@dataclass(frozen=True)
+class SiteChange:
+    key: str  # "dns:example.test/MX"
+    action: str  # create, update, delete
+    summary: str
+    diff: tuple[str, ...] = ()  # "-old", "+new": data, formatted by report.py
+
+
+P = TypeVar("P")
+
+
+@dataclass(frozen=True)
+class SitePlan(Generic[P]):
+    """A site resource's plan: changes to show, notes (what must be done by hand), and `detail`, the
+    resource's own typed value that its `apply` executes (the same object that was shown)."""
+
+    resource: str
+    changes: tuple[SiteChange, ...]
+    detail: P
+    notes: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not self.changes
+
+
+class SiteResource(Generic[P]):
+    """A capability of the whole site, kept outside the hosts (a DNS zone): it reads and changes its state
+    from the admin's machine, after every host's apply. The engine calls `plan` and `apply` only."""
+
+    name: ClassVar[str]
+
+    def plan(self, ctx: SiteContext) -> SitePlan[P]:
+        """Read the current state (from this machine) and compare it with the site's wish."""
+        raise NotImplementedError
+
+    def apply(self, ctx: SiteContext, plan: SitePlan[P]) -> str:
+        """Make the changes of `plan`; return one line saying what was done, or raise a MailprovError."""
+        raise NotImplementedError

@@ -1,10 +1,14 @@
-"""Postfix lookup tables: /etc/aliases (newaliases) and sender_access (postmap), and their compiled
-files (`.db`, `.lmdb`, … in the host's map type). A compiled map older than its source is rebuilt.
+"""Postfix lookup tables: /etc/aliases (newaliases), sender_access and sender_login (postmap), and their
+compiled files (`.db`, `.lmdb`, … in the host's map type). A compiled map older than its source is rebuilt.
 
 /etc/aliases belongs to the distribution (CentOS's setup package ships some 70 system aliases; Debian's
 Postfix writes `postmaster: root`): the site's aliases are a marked block in it. The distribution's
 entries are kept, less those whose name the block defines (Postfix keeps the first of two entries, so a
-distribution's `root:` would otherwise win); the removal shows in the diff."""
+distribution's `root:` would otherwise win); the removal shows in the diff.
+
+sender_login (smtpd_sender_login_maps, with submission or smtps) says which login owns which address: a
+user owns login@ and their aliases @ the site's domain and each host's name, and every site alias that
+points to that user alone."""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 
-from mailprov.config.model import Mailbox
+from mailprov.config.model import Mailbox, Site
 from mailprov.facts.probe import Facts, Read
 from mailprov.render import render_template
 from mailprov.resources import files
@@ -36,6 +40,7 @@ ALIASES_BLOCK = ("# BEGIN mailprov aliases", "# END mailprov aliases")
 _OLD_HEADER = "# Managed by mailprov: edits here are overwritten on the next apply."
 NEWALIASES = Handler(NAME, "newaliases")
 POSTMAP = Handler(NAME, "postmap")
+POSTMAP_LOGINS = Handler(NAME, "postmap-logins")
 POSTFIX_RELOAD = Handler("postfix", "reload")  # a changed access table is read again on reload
 
 
@@ -58,7 +63,24 @@ def tables(ctx: HostContext) -> tuple[Table, ...]:
     if ctx.site.sender_access:
         src = d.paths.sender_access
         out.append(Table("sender_access", src, d.compiled_map(src), POSTMAP))
+    if ctx.site.sasl.enabled and (ctx.site.postfix.submission or ctx.site.postfix.smtps):
+        src = d.paths.sender_login
+        out.append(Table("sender_login", src, d.compiled_map(src), POSTMAP_LOGINS))
     return tuple(out)
+
+
+def sender_owners(site: Site) -> tuple[tuple[str, str], ...]:
+    """(address, login) for smtpd_sender_login_maps, sorted: each address has exactly one owner."""
+    domains = (site.domain, *(h.name for h in site.hosts if h.name != site.domain))
+    logins = {u.login for u in site.users}
+    names: dict[str, str] = {}
+    for user in site.users:
+        for name in (user.login, *user.aliases):
+            names[name] = user.login
+    for alias, targets in site.aliases.items():
+        if len(targets) == 1 and targets[0] in logins:
+            names[alias] = targets[0]
+    return tuple(sorted((f"{name}@{domain}", login) for name, login in names.items() for domain in domains))
 
 
 class MapsResource(Resource[Maps]):
@@ -80,6 +102,11 @@ class MapsResource(Resource[Maps]):
             "sender_access": ManagedFile(
                 ctx.dialect.paths.sender_access, render_template("postfix/sender_access.j2", **context), "map"
             ),
+            "sender_login": ManagedFile(
+                ctx.dialect.paths.sender_login,
+                render_template("postfix/sender_login.j2", owners=sender_owners(ctx.site)),
+                "map",
+            ),
         }
         t = tables(ctx)
         return Maps(files=tuple(rendered[x.label] for x in t), tables=t)
@@ -89,7 +116,7 @@ class MapsResource(Resource[Maps]):
 
         def notify(f: ManagedFile, *_: object) -> frozenset[Handler]:
             rebuild = owed[f.path]
-            return frozenset({rebuild}) if rebuild is NEWALIASES else frozenset({rebuild, POSTFIX_RELOAD})
+            return frozenset({rebuild}) if rebuild == NEWALIASES else frozenset({rebuild, POSTFIX_RELOAD})
 
         merged = tuple(_merged_aliases(f, facts) if f.block == ALIASES_BLOCK else f for f in desired.files)
         out = list(files.changes(merged, facts, notify))
@@ -116,9 +143,10 @@ class MapsResource(Resource[Maps]):
         steps = []
         if NEWALIASES.action in actions:
             steps.append(HandlerStep("newaliases", (Command(("newaliases",)),)))
-        if POSTMAP.action in actions:
-            target = f"{d.map_type}:{d.paths.sender_access}"
-            steps.append(HandlerStep(f"postmap {target}", (Command(("postmap", target)),)))
+        for handler, source in ((POSTMAP, d.paths.sender_access), (POSTMAP_LOGINS, d.paths.sender_login)):
+            if handler.action in actions:
+                target = f"{d.map_type}:{source}"
+                steps.append(HandlerStep(f"postmap {target}", (Command(("postmap", target)),)))
         return steps
 
     def checks(self, ctx: HostContext) -> Sequence[HostCheck]:
@@ -173,7 +201,7 @@ def _fresh(h: object, table: Table, ctx: HostContext) -> tuple[str, str]:
     if not ctx.dialect.map_suffix:
         return SKIP, f"no known file name for {ctx.dialect.map_type}: maps"
     src, db = h.file(table.source), h.file(table.compiled)  # type: ignore[attr-defined]
-    fix = "newaliases" if table.rebuild is NEWALIASES else f"postmap {ctx.dialect.map_type}:{table.source}"
+    fix = "newaliases" if table.rebuild == NEWALIASES else f"postmap {ctx.dialect.map_type}:{table.source}"
     if not src.exists:
         return FAIL, f"{table.source} does not exist"
     if not db.exists:

@@ -1,7 +1,7 @@
 """Repositories (EL): where the packages come from, made ready before the packages resource installs.
 
 Two things break a real install on the RHEL family, and both are read on the host first:
-- postgrey (and any package the dialect lists as EPEL-only) is in EPEL only. With `repositories.epel`
+- postgrey and OpenDKIM (the packages the dialect lists as EPEL-only) are in EPEL only. With `repositories.epel`
   mailprov enables EPEL the distribution's way (`epel-release` from extras; the archived epel-release RPM
   on EL5/6; or the site's own EPEL mirror as /etc/yum.repos.d/epel.repo). Without it a site that needs such
   a package is refused at plan time, with the fix: yum on EL5-7 would skip the name and exit 0.
@@ -181,9 +181,11 @@ class Repositories(Resource[RepoWish]):
             if not desired.epel:
                 raise ConfigError(
                     f"{ctx.host.name} ({repos.release}) has no enabled EPEL repository, and "
-                    f"{', '.join(needs_epel)} (greylisting) is in EPEL only: yum would skip it and the apply "
-                    "would end half-done. Set `repositories: {epel: true}` (mailprov installs epel-release), "
-                    "or enable EPEL on the host yourself, or turn greylisting off",
+                    f"{', '.join(needs_epel)} ({', '.join(_features(needs_epel))}) "
+                    f"{'is' if len(needs_epel) == 1 else 'are'} in EPEL only: yum would skip "
+                    f"{'it' if len(needs_epel) == 1 else 'them'} and the apply would end half-done. Set "
+                    "`repositories: {epel: true}` (mailprov installs epel-release), or enable EPEL on the host "
+                    f"yourself, or turn {' and '.join(_features(needs_epel))} off",
                     field="repositories.epel",
                 )
             if site.epel_baseurl:
@@ -214,3 +216,8 @@ class Repositories(Resource[RepoWish]):
                 field="repositories.archived",
             )
         return Command(("mp_repos_archive_epel", url))
+
+
+def _features(packages: Sequence[str]) -> list[str]:
+    """The site features that ask for these EPEL packages, for the refusal's way out."""
+    return list(dict.fromkeys("DKIM signing" if p.startswith("opendkim") else "greylisting" for p in packages))

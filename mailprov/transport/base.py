@@ -6,7 +6,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 from mailprov.errors import CommandError
 from mailprov.transport.shell import (
@@ -37,6 +37,9 @@ class CommandResult:
         return self.rc == 0
 
 
+TransportKind = Literal["paramiko", "openssh"]
+
+
 @dataclass(frozen=True)
 class SshTarget:
     """How to reach one host. Values left None come from ~/.ssh/config, then OpenSSH defaults."""
@@ -51,6 +54,8 @@ class SshTarget:
     sudo_password: str | None = field(default=None, repr=False)
     accept_new_host_keys: bool = False
     connect_timeout: float = 15.0
+    kind: TransportKind = "paramiko"  # paramiko in this process, or the system `ssh` (openssh.py)
+    legacy_algorithms: bool = False  # ssh-rsa and SHA-1 key exchange for an old sshd (openssh only)
 
 
 class Transport(Protocol):

@@ -228,3 +228,13 @@ def script_display(script: str, secrets: Iterable[str]) -> str:
         first = first[:100] + "..."
     more = f" (+{len(lines) - 1} more lines)" if len(lines) > 1 else ""
     return f"sh -s: {first}{more}"
+
+
+def ssh_option_path(path: str) -> str:
+    """A file path as the value of an OpenSSH `-o Name=value` option (ssh_config syntax, not sh): `%`
+    doubled (ssh expands `%h`-style tokens in paths), double quotes around a path with blanks. A path
+    holding a double quote or a line break cannot be written there: refused."""
+    if any(c in path for c in '"\n\r\0'):
+        raise TransportError(f"the path {path!r} cannot be given to ssh (it holds a quote or a line break)")
+    value = path.replace("%", "%%")
+    return f'"{value}"' if any(c.isspace() for c in value) else value

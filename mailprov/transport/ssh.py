@@ -317,6 +317,43 @@ def _append_line(path: str, line: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------
+# Old sshd (CentOS 5/6): ssh-rsa host keys and signatures, SHA-1 key exchange
+
+
+def paramiko_legacy_gaps() -> tuple[str, ...]:
+    """What an old sshd needs that the installed paramiko cannot do (paramiko 4+ dropped them)."""
+    kex = set(getattr(paramiko.Transport, "_kex_info", {}))
+    keys = set(getattr(paramiko.Transport, "_key_info", {}))
+    gaps: list[str] = []
+    if "ssh-rsa" not in keys:
+        gaps.append("ssh-rsa host keys and signatures")
+    if not kex & {"diffie-hellman-group14-sha1", "diffie-hellman-group1-sha1"}:
+        gaps.append("SHA-1 key exchange (diffie-hellman-group14-sha1, -group1-sha1)")
+    return tuple(gaps)
+
+
+def _legacy_hint() -> str:
+    gaps = paramiko_legacy_gaps()
+    lacks = f", and paramiko {paramiko.__version__} has no {' and no '.join(gaps)}" if gaps else ""
+    return (
+        f"The server may be an old sshd (CentOS 5/6) that offers only legacy algorithms{lacks}: set "
+        "`ssh.transport: openssh` and `ssh.legacy_algorithms: true` for this host."
+    )
+
+
+def legacy_refusal(host: str) -> str | None:
+    """Why this paramiko cannot honour `legacy_algorithms` (None: it can, with its defaults)."""
+    gaps = paramiko_legacy_gaps()
+    if not gaps:
+        return None
+    return (
+        f"{host}: ssh.legacy_algorithms is set, but paramiko {paramiko.__version__} has no {' and no '.join(gaps)}, "
+        "which an old sshd (CentOS 5/6) needs. Nothing was run. Set `ssh.transport: openssh` for this host "
+        "(keeping `ssh.legacy_algorithms: true`), or run with --transport openssh."
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
 # Connecting: socket (direct, ProxyJump tunnel or ProxyCommand), handshake, host key, authentication
 
 
@@ -367,7 +404,8 @@ def _handshake(sock: object, ep: _Endpoint, accept_new: bool, timeout: float) ->
     except (paramiko.SSHException, OSError, EOFError) as e:
         transport.close()
         reason = str(e) or type(e).__name__
-        raise TransportError(f"{ep.who}: SSH handshake with {ep.label} failed: {reason}") from None
+        hint = f"\n{_legacy_hint()}" if "Incompatible ssh peer" in reason else ""
+        raise TransportError(f"{ep.who}: SSH handshake with {ep.label} failed: {reason}{hint}") from None
     except BaseException:
         transport.close()
         raise
@@ -533,6 +571,9 @@ class SshTransport(ShellTransport):
         if self._hops:
             return
         target = self._target
+        refusal = legacy_refusal(target.host) if target.legacy_algorithms else None
+        if refusal:
+            raise TransportError(refusal)
         config = _load_config(self._ssh_config)  # text: each hop is looked up with its own overrides
         ep = _resolve(
             config,

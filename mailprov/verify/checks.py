@@ -27,14 +27,14 @@ from mailprov.config.model import Host, Mailbox, Site, check_public_address
 from mailprov.config.secrets import Secret, local_path, read_small_file, resolve
 from mailprov.errors import ConfigError, MailprovError
 from mailprov.transport.base import Transport
-from mailprov.verify import dns, expect, probes
+from mailprov.verify import dns, expect, probes, records
 from mailprov.verify.certs import CertificateError, CertTrust, certificate_names_host, parse_certificate
 from mailprov.verify.dns import DNS_TIMEOUT
 from mailprov.verify.probes import Credentials, Endpoint, ProbeError
 from mailprov.verify.results import CheckResult, Status, masked
 
 if TYPE_CHECKING:
-    from mailprov.resources.base import HostContext
+    from mailprov.resources.base import DnsRecord, HostContext
 
 TransportFactory = Callable[[Host], Transport]
 T = TypeVar("T")
@@ -50,11 +50,18 @@ _TLS_STATUS: dict[str, Status] = {
 }
 
 
+DNS_NAMES = ("dns.mx", "dns.a", "dns.ptr")
+SENDING_NAMES = ("dns.spf", "dns.dmarc", "dns.host_records", "dkim.signature")
+
+
 @dataclass(frozen=True)
 class VerifyOptions:
     from_outside: bool = False  # this client is outside mynetworks: relay and restrictions are judged
     host_checks: bool = True  # log in over SSH for the on-host checks (and the Maildir delivery check)
     dns: bool = True
+    resolver: str | None = (
+        None  # `--resolver IP`: the DNS checks ask it (else the site's dns.server, else the system's)
+    )
     delivery_timeout: float = 20.0  # how long to wait for a test message to arrive
     connect_timeout: float = probes.CONNECT_TIMEOUT
     dns_timeout: float = DNS_TIMEOUT
@@ -136,7 +143,7 @@ def verify_host(
     if options.dns:
         run.dns()
     else:
-        run.skip_group(("dns.mx", "dns.a", "dns.ptr"), "DNS checks were turned off")
+        run.skip_group((*DNS_NAMES, *SENDING_NAMES), "DNS checks were turned off")
     return masked(run.results, run.secrets)
 
 
@@ -174,6 +181,8 @@ class HostVerification:
         self.host_error: tuple[Status, str] | None = None
         self.ctx: HostContext | None = None  # this host's dialect, once read over SSH
         self.facts_error = ""
+        self.published: tuple[DnsRecord, ...] | None = None  # what the host's resources publish (DKIM keys)
+        self.published_error = "no SSH session to read what the host publishes (see host.ssh)"
         self.no_creds = "the site has no user with a `password` secret reference (password_hash cannot log in)"
         if user is not None and user.password is not None:
             try:
@@ -313,6 +322,16 @@ class HostVerification:
             return
         if session.ehlo_tls is None:
             self.skip_group(auth_names, "no TLS session (see smtp.starttls_handshake)")
+            return
+        if not site.sasl.on_port_25:
+            offered = session.ehlo_tls.auth_mechanisms
+            self.judge(
+                auth_names[0],
+                not offered,
+                "after STARTTLS: no AUTH on port 25 (sasl.on_port_25: false; users log in on submission)",
+                f"port 25 offers AUTH {' '.join(sorted(offered))} although the site has sasl.on_port_25: false",
+            )
+            self.skip_group(auth_names[1:], "no AUTH on port 25 (sasl.on_port_25: false)")
             return
         wanted = {m.upper() for m in site.sasl.mechanisms}
         offered = session.ehlo_tls.auth_mechanisms
@@ -663,6 +682,14 @@ class HostVerification:
             self.ctx = HostContext.of(self.site, self.host, facts.platform, self.base_dir, parse_traits(facts.sections))
         except MailprovError as exc:
             self.facts_error = str(exc)
+        if self.options.dns and self.ctx is not None:
+            from mailprov.orchestrate import read_facts
+            from mailprov.plan import host_records
+
+            try:
+                self.published = host_records(*read_facts(self.site, self.host, transport, self.base_dir))
+            except MailprovError as exc:
+                self.published_error = f"what the host publishes could not be read: {exc}"
         return transport
 
     def trust_certificates(self, transport: Transport | None) -> None:
@@ -783,6 +810,8 @@ class HostVerification:
             return None, ""
         if not self.site.sasl.enabled:
             return None, "from outside, sending to a user needs SASL, which the site has off"
+        if not self.site.sasl.on_port_25:
+            return None, ""  # port 25 takes mail for local users from anyone, and offers no AUTH here
         if self.creds is None:
             return None, self.no_creds
         return ("PLAIN" if "plain" in self.site.sasl.mechanisms else "LOGIN", self.creds), ""
@@ -933,12 +962,26 @@ class HostVerification:
     # -- DNS --------------------------------------------------------------------------------------------
 
     def dns(self) -> None:
+        resolver = records.choose(self.site, self.options.resolver, self.options.dns_timeout)
+        if resolver is not None and resolver.source != records.SYSTEM:
+            # The site's own server (or --resolver) is asked directly: it need not resolve the public DNS.
+            self._dns_through(resolver)
+            self._sending(resolver)
+            return
+        unusable = self._dns_system()
+        if unusable is not None or resolver is None:
+            self.skip_group(SENDING_NAMES, unusable or "no nameserver in /etc/resolv.conf")
+            return
+        self._sending(resolver)
+
+    def _dns_system(self) -> str | None:
+        """MX, A and PTR through the system's resolver (the stub); the reason it is unusable, or None."""
         needed = dns.needed_records(self.site, self.host)
-        names = ("dns.mx", "dns.a", "dns.ptr")
+        names = DNS_NAMES
         server = dns.system_nameserver()
         if server is None:
             self.skip_group(names, "no nameserver in /etc/resolv.conf; the site needs: " + " ; ".join(needed))
-            return
+            return "no nameserver in /etc/resolv.conf (or give --resolver IP)"
         timeout = self.options.dns_timeout
         try:
             dns.check_resolver(server, timeout)
@@ -946,7 +989,7 @@ class HostVerification:
         except dns.DnsUnavailable as exc:
             for name, record in zip(names, [*needed, ""], strict=False):
                 self.add(name, "skip", f"{exc}; needed: {record}" if record else f"{exc}; no address to check")
-            return
+            return f"{exc} (or give --resolver IP)"
         targets = [v.split()[-1].lower().rstrip(".") for v in mx.values("MX")]
         self.judge(
             "dns.mx",
@@ -975,7 +1018,7 @@ class HostVerification:
                 f"no IP address for {self.host.name} to check a PTR for: set hosts[].public_address "
                 "(or pass --address)",
             )
-            return
+            return None
         reverse = ipaddress.ip_address(address).reverse_pointer
         try:
             ptr = dns.lookup(reverse, "PTR", server, timeout)
@@ -988,6 +1031,192 @@ class HostVerification:
             )
         except dns.DnsUnavailable as exc:
             self.add("dns.ptr", "skip", f"{exc}; needed: {needed[2]}")
+        return None
+
+    def _dns_through(self, resolver: records.Resolver) -> None:
+        """MX, A/AAAA and forward-confirmed PTR, asked of the site's server (or --resolver)."""
+        needed = dns.needed_records(self.site, self.host)
+        via = f"via {resolver.server} ({resolver.source})"
+        address = dns.ip_literal(self.endpoint.address)
+        rtype = "AAAA" if address and ":" in address else "A"
+        try:
+            mx = resolver.ask(self.site.domain, "MX")
+            targets = [v.split()[-1].rstrip(".") for v in mx]
+            self.judge(
+                "dns.mx",
+                self.host.name in targets,
+                f"{self.site.domain} MX {', '.join(mx)} {via}",
+                f"{self.site.domain} MX is {', '.join(mx) or 'missing'} {via}; add: {needed[0]}",
+            )
+            forward = resolver.ask(self.host.name, rtype)
+            self.judge(
+                "dns.a",
+                address in forward if address else bool(forward),
+                f"{self.host.name} {rtype} {', '.join(forward)} {via}",
+                f"{self.host.name} {rtype} is {', '.join(forward) or 'missing'} {via}; add: {needed[1]}",
+            )
+            if address is None:
+                self.add("dns.ptr", "skip", f"no IP address for {self.host.name}: set hosts[].public_address")
+                return
+            reverse = ipaddress.ip_address(address).reverse_pointer
+            back = [v.rstrip(".") for v in resolver.ask(reverse, "PTR")]
+            confirmed = self.host.name in back and address in forward
+            self.judge(
+                "dns.ptr",
+                confirmed,
+                f"{reverse} PTR {self.host.name}, whose {rtype} is {address} again (forward-confirmed) {via}",
+                f"{reverse} PTR is {', '.join(back) or 'missing'} {via}"
+                + ("" if address in forward else f" and {self.host.name} {rtype} is not {address}")
+                + f"; the network owner sets: {needed[2]}",
+            )
+        except dns.DnsUnavailable as exc:
+            for name, record in zip(DNS_NAMES, needed, strict=False):
+                if not any(r.name == name for r in self.results):
+                    self.add(name, "skip", f"{exc} (ask a recursive resolver with --resolver IP); needed: {record}")
+
+    def _sending(self, resolver: records.Resolver) -> None:
+        """What receivers check of mail from the site: SPF for this host's address, the DMARC policy, the
+        host's own records (its DKIM keys) as published, and a message sent through submission whose DKIM
+        signature verifies against DNS."""
+        via = f"via {resolver.server} ({resolver.source})"
+        try:
+            self._spf(resolver, via)
+            self._dmarc(resolver, via)
+            self._host_records(resolver, via)
+        except dns.DnsUnavailable as exc:
+            for name in SENDING_NAMES[:3]:
+                if not any(r.name == name for r in self.results):
+                    self.add(name, "skip", str(exc))
+        self._dkim_signature(resolver)
+
+    def _spf(self, resolver: records.Resolver, via: str) -> None:
+        if not self.site.spf.enabled:
+            self.add("dns.spf", "skip", "the site publishes no SPF record (spf.enabled: false)")
+            return
+        address = dns.ip_literal(self.endpoint.address)
+        if address is None:
+            self.add("dns.spf", "skip", f"no IP address for {self.host.name}: set hosts[].public_address")
+            return
+        sender = f"postmaster@{self.site.domain}"
+        result, explanation = records.spf_result(resolver, address, sender, self.host.name)
+        from mailprov.resources.dns import spf_text
+
+        self.judge(
+            "dns.spf",
+            result == "pass",
+            f"SPF pass for {address} sending as {self.site.domain} {via}",
+            f"SPF {result} for {address} sending as {self.site.domain} {via} ({explanation}); "
+            f'publish: {self.site.domain}. TXT "{spf_text(self.site)}"',
+        )
+
+    def _dmarc(self, resolver: records.Resolver, via: str) -> None:
+        if not self.site.dmarc.enabled:
+            self.add("dns.dmarc", "skip", "the site publishes no DMARC record (dmarc.enabled: false)")
+            return
+        from mailprov.resources.dns import dmarc_text
+
+        name = f"_dmarc.{self.site.domain}"
+        found = [v for v in resolver.ask(name, "TXT") if v.lower().startswith("v=dmarc1")]
+        wanted = records.dmarc_tags(dmarc_text(self.site))
+        tags = records.dmarc_tags(found[0]) if len(found) == 1 else {}
+        same = bool(tags) and all(tags.get(k, "").lower() == v.lower() for k, v in wanted.items())
+        d = self.site.dmarc
+        # The identities verify's mail uses: From and MAIL FROM at the mail domain, DKIM d= the site's domain.
+        in_line = records.aligned(self.site.domain, self.domain, d.adkim) and records.aligned(
+            self.site.domain, self.domain, d.aspf
+        )
+        self.judge(
+            "dns.dmarc",
+            same and in_line,
+            f"{name} TXT {found[0] if found else ''}; From {self.domain} aligned with {self.site.domain} {via}",
+            (f"{name} has {len(found)} DMARC record(s): {'; '.join(found) or 'none'} {via}" if not same else "")
+            + ("" if in_line else f"From {self.domain} does not align with {self.site.domain}")
+            + f'; publish: {name}. TXT "{dmarc_text(self.site)}"',
+        )
+
+    def _host_records(self, resolver: records.Resolver, via: str) -> None:
+        if self.published is None:
+            self.add("dns.host_records", "skip", self.published_error)
+            return
+        if not self.published:
+            self.add("dns.host_records", "pass", "the host's resources publish no record of their own (no DKIM)")
+            return
+        from mailprov.resources.dns import canonical, rdata_text
+
+        missing = []
+        for record in self.published:
+            values = resolver.ask(record.name, record.rtype)
+            if canonical(record.rtype, record.value) not in {canonical(record.rtype, v) for v in values}:
+                shown = rdata_text(record.rtype, record.value)
+                missing.append(f"{record.name}. {record.rtype} {shown[:60]}… ({record.why or 'from the host'})")
+        whats = ", ".join(dict.fromkeys(r.why or r.name for r in self.published))
+        self.judge(
+            "dns.host_records",
+            not missing,
+            f"{len(self.published)} record(s) as on the host ({whats}) {via}",
+            f"not published as on the host {via}: " + "; ".join(missing),
+        )
+
+    def _dkim_signature(self, resolver: records.Resolver) -> None:
+        name = "dkim.signature"
+        keys = [r for r in self.published or () if "._domainkey." in r.name and r.rtype == "TXT"]
+        if self.published is not None and not keys:
+            self.add(name, "skip", "the host publishes no DKIM key: the site signs nothing (dkim: not set)")
+            return
+        if not self.site.postfix.submission:
+            self.add(name, "skip", "the site has no submission port 587 (postfix.submission: false)")
+            return
+        user = self.user
+        if user is None or self.creds is None:
+            self.add(name, "skip", self.no_creds)
+            return
+        if "imap" not in self.site.dovecot.protocols:
+            self.add(name, "skip", "imap is not in dovecot.protocols: the message cannot be read back")
+            return
+        token = f"mailprov-verify-{secrets.token_hex(8)}"
+        sender = f"{user.login}@{self.domain}"
+        message = _test_message(sender, self.recipient, token, self.host.name)
+        auth = ("PLAIN" if "plain" in self.site.sasl.mechanisms else "LOGIN", self.creds)
+        tx = self.attempt(
+            name,
+            lambda: probes.smtp_transaction(
+                self.endpoint,
+                sender=sender,
+                recipient=self.recipient,
+                starttls=True,
+                auth=auth,
+                message=message,
+                port=587,
+            ),
+        )
+        if tx is None:
+            return
+        if not tx.accepted:
+            self.add(name, "fail", f"submission on 587 did not take the message: {tx.describe()}")
+            return
+        creds = self.creds
+        deadline = time.monotonic() + self.options.delivery_timeout
+        try:
+            raw = _poll(lambda: probes.imap_fetch(self.endpoint, creds, token, delete=True), deadline)
+        except ProbeError as exc:
+            self.add(name, "fail", f"reading the message back over IMAPS: {exc}")
+            return
+        if raw is None:
+            self.add(
+                name,
+                "fail",
+                f"the message sent on 587 did not show up over IMAPS within {self.options.delivery_timeout:g} s",
+            )
+            return
+        verdict = records.dkim_check(raw, resolver)
+        in_line = verdict.domain != "" and records.aligned(verdict.domain, self.domain, self.site.dmarc.adkim)
+        self.judge(
+            name,
+            verdict.ok and in_line,
+            f"sent on 587 as {sender}, read back over IMAPS: {verdict.detail}, aligned with From {self.domain}",
+            f"sent on 587 as {sender}, read back over IMAPS: {verdict.detail}"
+            + ("" if in_line or not verdict.domain else f"; d={verdict.domain} does not align with From {self.domain}"),
+        )
 
 
 # --- helpers ---------------------------------------------------------------------------------------------

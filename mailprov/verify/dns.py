@@ -62,7 +62,7 @@ def needed_records(site: Site, host: Host) -> list[str]:
     the host's public address (hosts[].public_address, else ssh.address)."""
     address = ip_literal(host.public())
     rtype = "AAAA" if address and ":" in address else "A"
-    lines = [f"{site.domain}. IN MX 10 {host.name}."]
+    lines = [f"{site.domain}. IN MX {host.mx_priority} {host.name}."]
     lines.append(f"{host.name}. IN {rtype} {address or '<public address of ' + host.name + '>'}")
     if address:
         lines.append(f"{ipaddress.ip_address(address).reverse_pointer}. IN PTR {host.name}.")

@@ -601,6 +601,39 @@ def imap_find(endpoint: Endpoint, creds: Credentials, token: str, *, delete: boo
         _quietly(imap.logout)
 
 
+def imap_fetch(endpoint: Endpoint, creds: Credentials, token: str, *, delete: bool, port: int = 993) -> bytes | None:
+    """IMAPS login, then the raw first INBOX message whose Subject holds `token` (deleted afterwards if
+    asked); None when there is none yet. ProbeError when the login is refused or the connection fails."""
+    try:
+        imap = imaplib.IMAP4_SSL(endpoint.address, port, ssl_context=client_context(), timeout=endpoint.timeout)
+    except (OSError, imaplib.IMAP4.error) as exc:
+        raise ProbeError(_oserror(exc, port)) from None
+    try:
+        creds.check_server(_peer_der(imap.sock), endpoint.server_name or endpoint.address)  # before LOGIN
+        try:
+            imap.login(creds.user, creds.password.reveal())
+        except imaplib.IMAP4.error as exc:
+            raise ProbeError(f"IMAPS login refused: {_error_text(exc)}") from None
+        typ, _ = imap.select("INBOX", readonly=not delete)
+        if typ != "OK":
+            raise ProbeError("cannot select INBOX")
+        typ, data = imap.search(None, "SUBJECT", f'"{token}"')
+        ids = data[0].split() if typ == "OK" and data and data[0] else []
+        if not ids:
+            return None
+        typ, fetched = imap.fetch(ids[0].decode(), "(BODY.PEEK[])")
+        raw = next((part[1] for part in fetched if isinstance(part, tuple) and len(part) > 1), None)
+        if delete:
+            for num in ids:
+                imap.store(num.decode(), "+FLAGS", "\\Deleted")
+            imap.expunge()
+        return bytes(raw) if isinstance(raw, bytes | bytearray) else None
+    except (OSError, imaplib.IMAP4.error) as exc:
+        raise ProbeError(_oserror(exc, port)) from None
+    finally:
+        _quietly(imap.logout)
+
+
 def pop3_find(endpoint: Endpoint, creds: Credentials, token: str, *, delete: bool, port: int = 995) -> MailboxSearch:
     """POP3S login, then the messages whose headers hold `token` (deleted at QUIT if asked)."""
     try:

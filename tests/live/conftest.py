@@ -90,7 +90,7 @@ def lab_session() -> Iterator[ModuleType]:
 @pytest.fixture(scope="session")
 def lab_host_at(lab_session: ModuleType) -> Callable[[str, int], LabHost]:
     def host_at(distro: str, index: int) -> LabHost:
-        return lab.up(distro, index)[index - 1]
+        return lab.up_at(distro, [index])[0]
 
     return host_at
 

@@ -59,6 +59,7 @@ def test_down_leaves_nothing_even_after_a_half_finished_run(
 ) -> None:
     paths = LabPaths.from_env()
     host = lab_host_at("trixie", 1)
+    receiver = lab.receiver_up()  # the DNS server runs with the hosts; down() stops both boxes too
     assert host.running and _lab_netns() and _lab_links()
 
     # Pieces a crashed `up` could leave: a namespace with a process and no host folder, a host folder
@@ -84,6 +85,8 @@ def test_down_leaves_nothing_even_after_a_half_finished_run(
     assert _mounts_under(paths.state, paths.images) == []
     assert _live_lab_processes(paths.state) == []
     assert list(paths.hosts.iterdir()) == []
+    assert not (paths.state / "services").exists() or list((paths.state / "services").iterdir()) == []
+    assert not receiver.maildir.exists()
     assert "10.231." not in paths.known_hosts.read_text()
     assert "hosts: []" in paths.inventory.read_text()
     assert lab.status() == []

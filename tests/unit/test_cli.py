@@ -208,3 +208,63 @@ def test_unknown_command_exits_2() -> None:
     result = run("deploy")
     assert result.exit_code == 2
     assert "No such command 'deploy'" in result.output
+
+
+def test_dns_offline_prints_the_zone_snippet(example_path: Path) -> None:
+    result = run("dns", str(example_path), "--offline")
+    _no_traceback(result)
+    assert result.exit_code == 0, result.output
+    assert "example.com. 3600 IN MX 10 mail.example.com." in result.output
+    assert (
+        '_dmarc.example.com. 3600 IN TXT "v=DMARC1; p=quarantine; rua=mailto:postmaster@example.com"' in result.output
+    )
+
+
+def test_plan_shows_site_record_changes_and_exits_2(example_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mailprov import orchestrate
+    from mailprov.plan import HostPlan
+    from mailprov.resources.base import SiteChange, SitePlan
+
+    converged = HostPlan("mail.example.com", "Debian 12", (), (), (), (), (), (), "", "fp")
+    change = SiteChange(
+        "dns:example.com/MX",
+        "create",
+        "DNS example.com MX: 1 to add",
+        ("+example.com. 3600 IN MX 10 mail.example.com.",),
+    )
+    monkeypatch.setattr(
+        orchestrate, "plan_site", lambda *a: [orchestrate.HostOutcome("mail.example.com", plan=converged)]
+    )
+    monkeypatch.setattr(
+        orchestrate,
+        "plan_site_resources",
+        lambda *a: [orchestrate.SiteOutcome("dns", plan=SitePlan("dns", (change,), None))],
+    )
+    monkeypatch.setenv("MAILPROV_JOHN_PASSWORD", "x")
+    result = run("plan", str(example_path))
+    _no_traceback(result)
+    assert result.exit_code == 2, result.output
+    assert "● site: dns" in result.output and "+example.com. 3600 IN MX 10 mail.example.com." in result.output
+    as_json = json.loads(run("plan", str(example_path), "--json").output)
+    assert as_json[-1] == {
+        "site": "dns",
+        "error": None,
+        "notes": [],
+        "changes": [
+            {
+                "key": "dns:example.com/MX",
+                "action": "create",
+                "summary": "DNS example.com MX: 1 to add",
+                "diff": ["+example.com. 3600 IN MX 10 mail.example.com."],
+            }
+        ],
+    }
+    monkeypatch.setattr(
+        orchestrate,
+        "plan_site_resources",
+        lambda *a: [
+            orchestrate.SiteOutcome("dns", error="the DNS server 192.0.2.53 port 53 did not answer within 5 s")
+        ],
+    )
+    failed = run("plan", str(example_path))
+    assert failed.exit_code == 1 and "did not answer" in failed.output

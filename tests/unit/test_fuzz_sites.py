@@ -59,8 +59,10 @@ domain: example.net
 hosts:
   - name: mx1.example.net
     public_address: 198.51.100.10
+    mx_priority: 5
     ssh: {address: 192.0.2.10, port: 2222, user: admin, identity_file: ~/.ssh/id_ed25519,
-          known_hosts: known_hosts, become: true, sudo_password: {env: MAILPROV_SUDO}}
+          known_hosts: known_hosts, become: true, sudo_password: {env: MAILPROV_SUDO},
+          transport: openssh, legacy_algorithms: true}
   - name: mx2.example.net
     ssh: {address: 'fe80::1%eth0'}
 myorigin: $myhostname
@@ -99,7 +101,7 @@ sender_access:
   - {pattern: spam.example, action: 550, text: go away}
   - {pattern: marketing@, action: DISCARD}
 greylisting: {enabled: true, delay: 60}
-sasl: {enabled: true, mechanisms: [plain], broken_clients: true}
+sasl: {enabled: true, mechanisms: [plain], broken_clients: true, on_port_25: false}
 tls:
   enabled: true
   generate: {days: 90, renew_before_days: 10, subject: '/C=US/O=Example, Inc./CN=mx1.example.net', key_bits: 3072}
@@ -133,6 +135,14 @@ repositories:
   archived: true
   epel_baseurl: http://mirror.example.net/epel/7/$basearch/
   archive_baseurl: http://mirror.example.net/centos-vault/7.9.2009
+dkim: {selector: mail2026, bits: 3072, retire: [mail]}
+spf: {enabled: true, mechanisms: [mx, 'ip4:198.51.100.0/24', '~include:_spf.example.org'], all: ~all}
+dmarc: {enabled: true, policy: reject, subdomain_policy: quarantine, rua: [dmarc@example.net], pct: 50, adkim: s,
+        aspf: s}
+mta_sts: {enabled: false}
+tls_rpt: {enabled: false}
+dns: {server: 192.0.2.53, port: 5353, zone: example.net, reverse_zones: [100.51.198.in-addr.arpa],
+      tsig_key: {file: secrets/tsig}, ttl: 600}
 """
 
 PUSHED = """\
@@ -142,6 +152,7 @@ users: [{login: carol, password: {env: MAILPROV_CAROL}}]
 aliases: {postmaster: [carol]}
 tls: {files: {cert: mail.pem, key: mail.key, ca: ca.pem}}
 firewall: {enabled: false}
+dns: {server: '2001:db8::53', zone: example.com, tsig_key: {env: MAILPROV_TSIG}}
 """
 
 

@@ -88,6 +88,12 @@ RBL = ("restrictions", "recipient", 7)
 POLICY = ("restrictions", "recipient", 9)
 TABLE = ("restrictions", "recipient", 6)
 
+DNS_SETUP = (
+    (("dns", "server"), "192.0.2.53"),
+    (("dns", "zone"), "example.com"),
+    (("dns", "tsig_key", "env"), "MAILPROV_TSIG"),
+)
+
 FIELDS: list[Field] = [
     Field("domain", ("domain",), "example.com"),
     Field("hosts.*.name", ("hosts", 0, "name"), "mail.example.com"),
@@ -220,22 +226,38 @@ FIELDS: list[Field] = [
         "`$(name)` are Postfix's own parameter expansion, and main.cf is never given to a shell",
         rendered_in="etc/postfix/main.cf",
     ),
+    Field("dkim.selector", ("dkim", "selector"), "mail2026"),
+    Field("dkim.retire.*", ("dkim", "retire", 0), "mail2025"),
     Field("firewall.open.*", ("firewall", "open", 0), "smtp"),
     Field("firewall.lan_only.*", ("firewall", "lan_only", 0), "imap"),
     Field("firewall.ssh_from.*", ("firewall", "ssh_from", 0), "192.168.0.0/24"),
     Field("repositories.epel_baseurl", ("repositories", "epel_baseurl"), "http://mirror.example.net/epel/7/"),
     Field("repositories.archive_baseurl", ("repositories", "archive_baseurl"), "http://mirror.example.net/c7"),
+    Field("spf.mechanisms.*", ("spf", "mechanisms", 0), "ip4:203.0.113.10"),
+    Field("spf.mechanisms.*", ("spf", "mechanisms", 0), "include:_spf.example.net"),
+    Field("spf.all", ("spf", "all"), "-all"),
+    Field("dmarc.policy", ("dmarc", "policy"), "reject"),
+    Field("dmarc.subdomain_policy", ("dmarc", "subdomain_policy"), "quarantine"),
+    Field("dmarc.rua.*", ("dmarc", "rua", 0), "dmarc@example.com"),
+    Field("dmarc.adkim", ("dmarc", "adkim"), "s"),
+    Field("dmarc.aspf", ("dmarc", "aspf"), "s"),
+    Field("dns.server", ("dns", "server"), "192.0.2.53", setup=DNS_SETUP),
+    Field("dns.zone", ("dns", "zone"), "example.com", setup=DNS_SETUP),
+    Field("dns.reverse_zones.*", ("dns", "reverse_zones", 0), "2.0.192.in-addr.arpa", setup=DNS_SETUP),
+    Field("dns.tsig_key.env", ("dns", "tsig_key", "env"), "MAILPROV_TSIG", setup=DNS_SETUP),
 ]
 
 # String fields that never reach a host: paths on the admin's machine that mailprov itself opens.
 LOCAL_ONLY: dict[str, str] = {
     "hosts.*.ssh.identity_file": "SSH key file on the admin's machine, opened by paramiko",
     "hosts.*.ssh.known_hosts": "known_hosts file on the admin's machine, read by mailprov",
+    "hosts.*.ssh.transport": "a choice (paramiko | openssh) mailprov reads; any other value is refused",
     "hosts.*.ssh.sudo_password.file": "secret file on the admin's machine; the secret itself never prints",
     "users.*.password.file": "secret file on the admin's machine; the password is hashed before use",
     "tls.files.cert": "read on the admin's machine; the host path is tls.cert_path",
     "tls.files.key": "read on the admin's machine; the host path is tls.key_path",
     "tls.files.ca": "read on the admin's machine; the host path is derived from the host name",
+    "dns.tsig_key.file": "secret file on the admin's machine; the TSIG secret itself never prints",
 }
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from mailprov.config.loader import load_site
-from mailprov.config.model import Site
+from mailprov.config.model import Dkim, Site
 from mailprov.dialects import DovecotGen
 from mailprov.facts.platform import PRESETS, Version
 from mailprov.render import render_host
@@ -67,7 +67,7 @@ needs_dovecot = pytest.mark.skipif(
 class Variant:
     name: str
     inventory: str
-    services: bool = False  # submission + smtps: a managed block in master.cf
+    services: bool = False  # submission + smtps (a managed block in master.cf), AUTH off on 25, DKIM milter
 
 
 VARIANTS = [
@@ -81,7 +81,13 @@ INVENTORIES = Path(__file__).resolve().parents[2] / "inventories"
 def _site(variant: Variant, cert_dir: Path | None = None) -> Site:
     site = load_site(INVENTORIES / variant.inventory)
     if variant.services:
-        site = site.model_copy(update={"postfix": site.postfix.model_copy(update={"submission": True, "smtps": True})})
+        site = site.model_copy(
+            update={
+                "postfix": site.postfix.model_copy(update={"submission": True, "smtps": True}),
+                "sasl": site.sasl.model_copy(update={"on_port_25": False}),
+                "dkim": Dkim(),
+            }
+        )
     if cert_dir is not None:
         tls = {"cert_path": str(cert_dir / "cert.pem"), "key_path": str(cert_dir / "key.pem")}
         site = site.model_copy(update={"tls": site.tls.model_copy(update=tls)})

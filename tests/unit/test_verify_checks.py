@@ -100,6 +100,25 @@ def test_missing_password_skips_auth_with_the_reason(tmp_path: Path, monkeypatch
     assert results["smtp.cert_names_host"].status == "skip"
 
 
+def test_auth_off_on_port_25_is_checked_as_absent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    site = parse_site(SITE.replace("sasl: {enabled: true}", "sasl: {enabled: true, on_port_25: false}")
+                      + "postfix: {submission: true}\n")  # fmt: skip
+    assert not site.sasl.on_port_25
+    for offered, status in (("mx1", "pass"), ("mx1\nAUTH PLAIN", "fail")):
+        session = probes.SmtpSession(
+            probes.SmtpReply(220, "mx1.example.test ESMTP"), probes.parse_ehlo("mx1\nSTARTTLS"),
+            probes.SmtpReply(220, "Ready"), probes.TlsInfo("TLSv1.3", "TLS_AES_256_GCM_SHA384", b""), None,
+            probes.parse_ehlo(offered), "127.0.0.1",
+        )  # fmt: skip
+        monkeypatch.setattr(probes, "smtp_session", lambda endpoint, session=session: session)
+        monkeypatch.setattr(probes, "smtp_tls_attempt", lambda e, v: probes.TlsAttempt(v, "refused", "refused"))
+        monkeypatch.setattr(checks.HostVerification, "_local_recipient", lambda self: None)
+        results = by_name(verify_host(site, site.hosts[0], OFFLINE, tmp_path))
+        assert results["smtp.auth_offered_after_tls"].status == status
+        assert results["smtp.auth_valid_password"].status == "skip"
+        assert "on_port_25" in results["smtp.auth_valid_password"].detail
+
+
 def test_secrets_never_leave_verify(site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Even a server (or a bug) that echoes the credentials back cannot put them in a result."""
     plain = base64.b64encode(f"\0john\0{PASSWORD}".encode()).decode()

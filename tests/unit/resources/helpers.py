@@ -57,3 +57,13 @@ def section_key(facts: Facts, prefix: str, distro: str = "bookworm") -> str:
 
     (key,) = [r.key for r in reads(context(lab_site(), distro, facts)) if r.key.startswith(prefix)]
     return key
+
+
+def with_new_reads(site: Site, distro: str, facts: Facts | None = None) -> Facts:
+    """Captured facts plus an empty answer (nothing there: no file, no key) for every read the captured
+    probe did not make, as a host that never had the feature answers."""
+    from mailprov.plan import reads
+
+    facts = facts or captured(distro)
+    missing = {r.key: "" for r in reads(context(site, distro, facts)) if not facts.has(r.key)}
+    return dataclasses.replace(facts, sections={**facts.sections, **missing})

@@ -340,3 +340,23 @@ def test_a_stock_epel_on_an_eol_release_goes_to_the_archive_or_the_sites_mirror(
     ]
     p = plan(el_site(tmp_path, epel=True, epel_baseurl="http://mirror.example.net/epel/7/"), facts)
     assert commands(p, "repositories") == ["mp_repos_archive_epel http://mirror.example.net/epel/7/"]
+
+
+def test_dkim_needs_epel_too_and_is_refused_without_it(tmp_path: Path) -> None:
+    """OpenDKIM (main's DKIM resource) is in EPEL only, like postgrey: a site without greylisting but with
+    DKIM still needs EPEL on EL, and says so before anything runs."""
+    site = no_greylisting(tmp_path)
+    path = tmp_path / "site.yaml"
+    path.write_text(path.read_text() + "dkim: {selector: s1}\n")
+    site = load_site(path)
+    facts = reread(site, probe("rocky9", "fresh"))
+    ctx = HostContext.of(site, site.hosts[0], facts.platform, EL)
+    facts = dataclasses.replace(facts, sections={**{r.key: "" for r in reads(ctx)}, **facts.sections})
+    with pytest.raises(ConfigError) as err:
+        plan(site, facts)
+    assert err.value.field == "repositories.epel"
+    assert "opendkim" in str(err.value) and "DKIM signing" in str(err.value) and "greylisting" not in str(err.value)
+    path.write_text(path.read_text() + "repositories: {epel: true}\n")
+    p = plan(load_site(path), facts)
+    assert commands(p, "repositories") == ["dnf -y install epel-release"]
+    assert "opendkim" in commands(p, "packages")[0]

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from mailprov.facts.files import file_md5
 from mailprov.resources.postfix import MASTER_BEGIN, main_cf_parameters
-from resources.helpers import captured, lab_site, plan_for, site_from, site_text, with_section
+from resources.helpers import captured, lab_site, plan_for, site_from, site_text, with_new_reads, with_section
 
 
 def test_main_cf_parameters_join_continuation_lines() -> None:
@@ -40,9 +40,13 @@ def test_submission_block_is_merged_into_master_cf(tmp_path: Path) -> None:
     site = site_from(
         site_text().replace("mailbox: maildir", "mailbox: maildir\npostfix:\n  submission: true"), tmp_path
     )
-    plan = plan_for(site, "trixie")
-    (change,) = plan.changes
-    assert change.key == "file:/etc/postfix/master.cf" and change.file is not None
+    plan = plan_for(site, "trixie", with_new_reads(site, "trixie"))
+    changes = {c.key: c for c in plan.changes}
+    assert set(changes) == {
+        "file:/etc/postfix/master.cf", "file:/etc/postfix/main.cf", "file:/etc/postfix/sender_login"
+    }  # fmt: skip
+    change = changes["file:/etc/postfix/master.cf"]
+    assert change.file is not None
     assert change.file.block is None  # merged here, written whole
     assert f"+{MASTER_BEGIN}\n" in change.diff
     gates = [g.step for g in plan.gates]
