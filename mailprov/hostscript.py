@@ -46,7 +46,7 @@ LOCKED_EXIT = 3
 FRAME = rf"""
 step() {{ CURRENT="$1"; echo "{MARK} step $1 $(date -u +%H:%M:%S)"; }}
 fail() {{ echo "{MARK} fail $CURRENT $*"; tail -n 20 "$LOG"; [ -n "$SWITCHED" ] || rm -f {JOURNAL}; finish 1; }}
-run() {{ "$@" >"$OUT" 2>&1 9>&-; rc=$?; cat "$OUT" >>"$LOG"; return $rc; }}
+run() {{ "$@" >"$OUT" 2>&1 9>&-; rc=$?; cat "$OUT" >>"$LOG"; return "$rc"; }}
 why() {{ tail -n 3 "$OUT" | tr '\n' ' '; }}
 finish() {{ [ -d "$BACKUP" ] && cp "$LOG" "$BACKUP/apply.log"; echo "$1" > "$RUN.rc"; exit "$1"; }}
 mp_listening() {{ {{ ss -ltn 2>/dev/null || netstat -ltn 2>/dev/null; }} | grep -q "[:.]$1[[:space:]]"; }}
@@ -146,6 +146,9 @@ def build_script(plan: HostPlan, stamp: str, who: str = "mailprov") -> str:
         for f in files:
             p = quote(f.path)
             out.append(f'mv -f {quote(f.path + STAGED_SUFFIX)} {p} && SWITCHED="$SWITCHED {f.path}" || rollback')
+        if plan.relabel:
+            # A renamed file keeps the label it was created with: give each its policy's (SELinux).
+            out.append(_run(Command((*plan.relabel, *(f.path for f in files))), "rollback"))
         out.append("sync 2>/dev/null || true")
         out.append(_record_applied([f for f in files if f.block is None]))
         out.append(
@@ -229,13 +232,13 @@ def _rollback(plan: HostPlan, files: tuple[ManagedFile, ...]) -> str:
     ]
     again = [f"run {join(cmd.argv)} </dev/null" for h in plan.rollback for cmd in h.commands]
     health = " && ".join(f"run {join(cmd.argv)} </dev/null" for cmd in plan.health) or "true"
-    staged = " ".join(quote(f.path + STAGED_SUFFIX) for f in files) or ":"
+    staged = " ".join(quote(f.path + STAGED_SUFFIX) for f in files)
     body = "\n  ".join([*restore, *again]) or ":"
     return (
         "rollback() {\n"
         f'  FAILED="$CURRENT"; WHY="$*"; CURRENT=rollback; echo "{MARK} rollback $FAILED"\n'
-        f'  for f in {staged}; do rm -f "$f"; done\n'
-        f"  {body}\n"
+        + (f"  rm -f {staged}\n" if staged else "")
+        + f"  {body}\n"
         f"  if {health}; then rm -f {JOURNAL}; SERVING='previous configuration restored and serving';\n"
         f'  else SERVING="previous configuration restored, but not serving: $(why)"; fi\n'
         f'  echo "{MARK} fail $FAILED $WHY ($SERVING)"; tail -n 20 "$LOG"; finish 1\n'

@@ -21,6 +21,7 @@ from mailprov.config.secrets import resolve
 from mailprov.errors import ConfigError, MailprovError
 from mailprov.facts.platform import PRESETS, OsFamily, Platform
 from mailprov.facts.probe import Facts, Read, parse_probe, probe_script, unique
+from mailprov.facts.traits import HostTraits, parse_traits
 from mailprov.plan import HostPlan, build_plan, host_records, reads
 from mailprov.resources import SITE_REGISTRY
 from mailprov.resources.base import DnsRecord, HostContext, SiteContext, SitePlan, SiteResource
@@ -107,12 +108,14 @@ def _local_path(value: str | None, base_dir: Path) -> str | None:
     return str(path if path.is_absolute() else base_dir / path)
 
 
-# One platform of each kind whose paths differ: RHEL/Debian, Dovecot 1.x/2.x, hash/lmdb maps.
-_PATH_KINDS = ("centos5", "rocky9", "debian12", "debian13")
+# One platform of each kind whose paths differ: RHEL/Debian, Dovecot 1.x/2.x, hash/lmdb maps (EL10).
+_PATH_KINDS = ("centos5", "rocky9", "rocky10", "debian12", "debian13")
 
 
-def host_context(site: Site, host: Host, platform: Platform, base_dir: Path) -> HostContext:
-    return HostContext.of(site, host, platform, base_dir)
+def host_context(
+    site: Site, host: Host, platform: Platform, base_dir: Path, traits: HostTraits | None = None
+) -> HostContext:
+    return HostContext.of(site, host, platform, base_dir, traits)
 
 
 # Told apart on the host itself, so a Debian host runs no read only a RHEL host needs (and back).
@@ -144,7 +147,7 @@ def read_facts(site: Site, host: Host, transport: Transport, base_dir: Path) -> 
     only if the host's real dialect needs a read that was not made."""
     script = probe_script(speculative_reads(site, host, base_dir))
     facts = parse_probe(transport.run_script(script, check=True, timeout=120).stdout, host.name)
-    ctx = host_context(site, host, facts.platform, base_dir)
+    ctx = host_context(site, host, facts.platform, base_dir, parse_traits(facts.sections))
     missing = [r for r in reads(ctx) if not facts.has(r.key)]
     if missing:
         output = transport.run_script(probe_script(missing, platform=False), check=True, timeout=120).stdout

@@ -15,6 +15,7 @@ from typing import Any
 
 from mailprov.config.secrets import Secret
 from mailprov.facts.probe import Facts, Read, lines_of
+from mailprov.facts.traits import TRAITS_READ
 from mailprov.paths import GENERATION, JOURNAL
 from mailprov.resources import REGISTRY
 from mailprov.resources.base import (
@@ -45,6 +46,7 @@ class HostPlan:
     fingerprint: str
     notes: tuple[str, ...] = ()
     generation: str = ""  # the last apply's run on the host when this plan was made
+    relabel: tuple[str, ...] = ()  # argv that relabels switched files (SELinux, the dialect's), before paths
     records: tuple[DnsRecord, ...] = ()  # what the host's resources need published (site resources' input)
 
     @property
@@ -76,7 +78,7 @@ GENERATION_READ = Read("generation", f"cat {GENERATION}")
 
 def reads(ctx: HostContext, registry: Sequence[Resource[Any]] = REGISTRY) -> tuple[Read, ...]:
     """Everything the site's resources need read on this host (the platform reads come on top)."""
-    wanted = [JOURNAL_READ, GENERATION_READ, *(r for resource in registry for r in resource.reads(ctx))]
+    wanted = [JOURNAL_READ, GENERATION_READ, TRAITS_READ, *(r for resource in registry for r in resource.reads(ctx))]
     return tuple({r.key: r for r in wanted}.values())
 
 
@@ -134,6 +136,7 @@ def build_plan(ctx: HostContext, facts: Facts, registry: Sequence[Resource[Any]]
         fingerprint=facts.fingerprint(reads(ctx, registry)),
         notes=tuple(notes),
         generation=facts.sections.get(GENERATION_READ.key, "").strip(),
+        relabel=ctx.dialect.relabel,
         records=host_records(ctx, facts, registry),
     )
 

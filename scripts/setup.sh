@@ -5,7 +5,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-SYSTEM_PACKAGES="postfix dovecot-core dovecot-imapd dovecot-pop3d openssl openssh-server openssh-client sudo python3-venv knot knot-dnsutils"
+SYSTEM_PACKAGES="postfix dovecot-core dovecot-imapd dovecot-pop3d openssl openssh-server openssh-client sudo python3-venv shellcheck knot knot-dnsutils"
 
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     missing=""

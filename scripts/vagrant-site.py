@@ -122,6 +122,8 @@ firewall:
   enabled: true
   open: [smtp, imaps, pop3s]
   lan_only: [imap, pop3]
+# CentOS 5/6/7 are end-of-life: their stock mirrors are gone (vault.centos.org instead)
+repositories: {{archived: true}}
 """
 
 

@@ -36,6 +36,7 @@ from mailprov.config.types import (
     LocalPath,
     Login,
     ParamName,
+    RepoUrl,
     Text,
     X509Subject,
     _email,
@@ -255,6 +256,24 @@ class SenderAccessEntry(Model):
 class Greylisting(Model):
     enabled: bool = False
     delay: Annotated[int, Field(ge=1, le=3600)] = 300
+
+
+class Repositories(Model):
+    """Where an EL host's packages come from. Debian needs none of this (postgrey is in main)."""
+
+    # Enable EPEL, installed the distribution's way (epel-release from extras, or the archived
+    # epel-release RPM on EL5/6): postgrey is in EPEL only. Without it a site that needs postgrey is
+    # refused at plan time on EL.
+    epel: bool = False
+    # On an end-of-life CentOS (5, 6, 7) whose stock mirrors are gone: point the CentOS repositories (and
+    # EPEL) at the archives (vault.centos.org, archives.fedoraproject.org). Without it such a host is
+    # refused at plan time, saying so.
+    archived: bool = False
+    # A mirror of EPEL for this release (a yum baseurl): written as /etc/yum.repos.d/epel.repo instead
+    # of installing epel-release.
+    epel_baseurl: RepoUrl | None = None
+    # A mirror of the CentOS vault for this release (replaces http://vault.centos.org/<release>).
+    archive_baseurl: RepoUrl | None = None
 
 
 # --- SASL and TLS --------------------------------------------------------------------------------------
@@ -560,6 +579,7 @@ class Site(Model):
     dovecot: Dovecot = Dovecot()
     postfix: Postfix = Postfix()
     firewall: Firewall = Firewall()
+    repositories: Repositories = Repositories()
     dkim: Dkim | None = None  # absent: no DKIM signing
     spf: Spf = Spf()
     dmarc: Dmarc = Dmarc()
@@ -785,6 +805,7 @@ __all__ = [
     "Later",
     "Mailbox",
     "Postfix",
+    "Repositories",
     "Restrictions",
     "Sasl",
     "SecretRef",

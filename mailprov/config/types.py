@@ -221,6 +221,18 @@ def _inet_interfaces(value: str) -> str:
     return value
 
 
+_REPO_URL = re.compile(r"^(https?|ftp|file)://[A-Za-z0-9._~:/%@+=-]+$")
+
+
+def _repo_url(value: str) -> str:
+    """A package repository's base URL (http, https, ftp or file), written into a .repo file: one token,
+    no quotes or shell characters. `$basearch` and `$releasever` are yum's own variables."""
+    safe_text(value)
+    if not _REPO_URL.match(value.replace("$basearch", "").replace("$releasever", "")):
+        raise ValueError(f"{value!r} is not a repository URL such as http://mirror.example.net/epel/7/$basearch/")
+    return value
+
+
 def _crypt_hash(value: str) -> str:
     if not re.fullmatch(r"\$6\$(rounds=\d+\$)?[./A-Za-z0-9]{1,16}\$[./A-Za-z0-9]{86}", value):
         raise ValueError("must be a SHA-512-crypt hash ($6$salt$…), e.g. from `openssl passwd -6`")
@@ -248,3 +260,4 @@ CryptHash = Annotated[str, AfterValidator(_crypt_hash)]
 X509Subject = Annotated[str, AfterValidator(_x509_subject)]
 EnvName = Annotated[str, AfterValidator(_env_name)]
 InetInterfaces = Annotated[str, AfterValidator(_inet_interfaces)]
+RepoUrl = Annotated[str, AfterValidator(_repo_url)]

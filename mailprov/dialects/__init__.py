@@ -13,9 +13,13 @@ from enum import StrEnum
 
 from mailprov.errors import FactsError
 from mailprov.facts.platform import FirewallBackend, InitSystem, OsFamily, PackageManager, Platform, Version
+from mailprov.facts.traits import HostTraits
 
 MAP_SUFFIX = {"hash": ".db", "btree": ".db", "lmdb": ".lmdb", "cdb": ".cdb", "dbm": ".pag", "sdbm": ".pag"}
 OLDEST_POSTFIX = "2.3"
+TLS_ORDER = ("SSLv2", "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+# The OpenSSL each RHEL release ships (its last update), when the host did not say: dialects.md §5.1.
+_RHEL_OPENSSL = {5: Version(0, 9, 8), 6: Version(1, 0, 1), 7: Version(1, 0, 2), 8: Version(1, 1, 1)}
 
 
 class DovecotGen(StrEnum):
@@ -51,13 +55,28 @@ class Packages:
     manager: PackageManager
 
     def install(self, names: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+        """Refresh the metadata (apt; yum and dnf refresh expired metadata themselves), install, and on
+        rpm hosts check that every package really is installed: yum on EL5-7 skips a name no enabled
+        repository has and still exits 0."""
         if self.manager is PackageManager.APT:
             return (
                 ("apt-get", "-q", "update"),
                 ("env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "-q", "-y", "-o", "DPkg::Lock::Timeout=300",
                  "-o", "Dpkg::Options::=--force-confold", "install", *names),
             )  # fmt: skip
-        return ((self.manager.value, "-y", "install", *names),)
+        return ((self.manager.value, "-y", "install", *names), ("rpm", "-q", *names))
+
+    @property
+    def rpm(self) -> bool:
+        """Installed state comes from rpm (EL), not dpkg-query, even where dpkg-query also exists."""
+        return self.manager is not PackageManager.APT
+
+    def query(self, names: tuple[str, ...]) -> tuple[str, ...]:
+        """argv printing `NAME STATUS VERSION` (dpkg) or `NAME VERSION-RELEASE` (rpm) per installed package;
+        rpm says `package X is not installed` for the others."""
+        if self.rpm:
+            return ("rpm", "-q", "--qf", "%{NAME} %{VERSION}-%{RELEASE}\\n", *names)
+        return ("dpkg-query", "-W", "-f=${Package} ${db:Status-Abbrev} ${Version}\\n", *names)
 
     def remove(self, names: tuple[str, ...]) -> tuple[str, ...]:
         if self.manager is PackageManager.APT:
@@ -68,6 +87,52 @@ class Packages:
     def preseeds(self) -> bool:
         """debconf answers go in before installing (Postfix's "General type of mail configuration")."""
         return self.manager is PackageManager.APT
+
+
+@dataclass(frozen=True)
+class Repos:
+    """Where this EL release's packages come from: EPEL (postgrey, OpenDKIM), and the archives once the release
+    is end-of-life and its stock mirrors are gone. Debian: `Repos()` (nothing to enable)."""
+
+    epel_only: tuple[str, ...] = ()  # packages no enabled base repository of the release has
+    epel_install: tuple[str, ...] = ()  # argv that installs epel-release the distribution's way
+    epel_archive: str = ""  # EPEL's archived baseurl for this release ("" while EPEL serves it)
+    os_archive: str = ""  # the vault base for this release's repositories ("" while supported)
+    release: str = ""  # e.g. "CentOS 7.9.2009", for messages
+
+
+# EOL CentOS releases: the last point release (its vault tree holds the final updates), and EPEL's.
+_CENTOS_FINAL = {5: "5.11", 6: "6.10", 7: "7.9.2009"}
+VAULT = "http://vault.centos.org"
+EPEL_ARCHIVE = "https://archives.fedoraproject.org/pub/archive/epel"
+# epel-release for EL5/6 (not in those releases' extras): the archived RPM.
+_EPEL_RELEASE_RPM = {5: "epel-release-5-4.noarch.rpm", 6: "epel-release-6-8.noarch.rpm"}
+
+
+def _repos(p: Platform) -> Repos:
+    if p.os_family is OsFamily.DEBIAN:
+        return Repos()
+    major = p.os_major
+    manager = p.package_manager.value
+    if major in _EPEL_RELEASE_RPM:
+        install: tuple[str, ...] = ("rpm", "-Uvh", f"{EPEL_ARCHIVE}/{major}/x86_64/{_EPEL_RELEASE_RPM[major]}")
+    elif p.os_id == "rhel":  # RHEL has no extras repository with epel-release
+        install = (
+            manager,
+            "-y",
+            "install",
+            f"https://dl.fedoraproject.org/pub/epel/epel-release-latest-{major}.noarch.rpm",
+        )
+    else:  # CentOS 7, Rocky, Alma, Oracle: epel-release is in extras
+        install = (manager, "-y", "install", "epel-release")
+    final = _CENTOS_FINAL.get(major, "") if p.os_id == "centos" else ""
+    return Repos(
+        epel_only=("postgrey", "opendkim", "opendkim-tools"),  # greylisting; DKIM signing
+        epel_install=install,
+        epel_archive=f"{EPEL_ARCHIVE}/{major}/$basearch/" if major in _CENTOS_FINAL else "",
+        os_archive=f"{VAULT}/{final}" if final else "",
+        release=f"{p.os_id} {final or p.os_version}",
+    )
 
 
 @dataclass(frozen=True)
@@ -83,6 +148,13 @@ class Services:
         if self.debian:
             return ("update-rc.d", service, "defaults")
         return ("chkconfig", "--level", "345", service, "on")
+
+    def disable(self, service: str) -> tuple[str, ...]:
+        if self.init is InitSystem.SYSTEMD:
+            return ("systemctl", "disable", service)
+        if self.debian:
+            return ("update-rc.d", service, "disable")
+        return ("chkconfig", service, "off")
 
     def action(self, service: str, action: str) -> tuple[str, ...]:
         """start/stop/restart/reload/status."""
@@ -132,7 +204,7 @@ class DovecotSyntax:
     template: str  # dovecot/dovecot-<template>.conf.j2
     ssl_disable: bool  # 1.0/1.1: ssl_disable = yes|no instead of ssl =
     min_protocol: bool  # ssl_min_protocol (2.3+)
-    ssl_protocols: bool  # ssl_protocols exclusion list (2.1, 2.2)
+    ssl_protocols: bool  # ssl_protocols exclusion list (2.1, 2.2; RHEL 6's 2.0.9-11+ by backport)
     pop3_uidl_format: bool  # pop3_uidl_format must be set (before 2.3 it has no default)
     check_argv: tuple[str, ...]  # the config checker, before `-c FILE`: doveconf -n, or dovecot -n on 1.x
     first_valid_uid: int
@@ -144,6 +216,7 @@ class Dialect:
     paths: Paths
     dovecot_gen: DovecotGen
     packages: Packages
+    repos: Repos
     services: Services
     firewall: FirewallBackend
     postgrey: Postgrey
@@ -158,7 +231,7 @@ class Dialect:
     has_tls_protocols: bool  # smtpd_tls_protocols, 2.6+
     tls_exclusion_syntax: bool  # "!SSLv2, !SSLv3", 2.5+
     tls_min_version_syntax: bool  # ">=TLSv1.2", 3.6+
-    knows_tls11: bool  # TLSv1.1 / TLSv1.2 protocol names, 2.6+ (with OpenSSL 1.0.1)
+    knows_tls11: bool  # TLSv1.1 / TLSv1.2 protocol names, 2.6+ (RHEL 6: 2.6.6-8), with OpenSSL 1.0.1
     has_data_directory: bool  # 2.5+
     has_maillog_file: bool  # maillog_file + postlog service, 3.4+
     sasl_dovecot: bool  # smtpd_sasl_type = dovecot, 2.3+
@@ -172,11 +245,56 @@ class Dialect:
     packages_postgrey: tuple[str, ...]
     other_mtas: tuple[str, ...]  # packages of MTAs that Postfix replaces
     mta_alternative: tuple[str, ...]  # argv that points `mta` at Postfix (RHEL alternatives), or ()
-    firewall_save: tuple[str, ...]  # argv that persists iptables rules (empty: firewalld persists itself)
+    # TLS and security stack (from HostTraits; a release's last update where the host did not say)
+    openssl: Version  # the OpenSSL the daemons link
+    tls_max: str  # the newest protocol that OpenSSL speaks: TLSv1 before 1.0.1, TLSv1.2 before 1.1.1
+    selinux: bool  # SELinux enabled: files mailprov creates get their policy label (restorecon)
 
     @staticmethod
-    def of(platform: Platform) -> Dialect:
-        return _decide(platform)
+    def of(platform: Platform, traits: HostTraits | None = None) -> Dialect:
+        return _decide(platform, traits or HostTraits())
+
+    @property
+    def relabel(self) -> tuple[str, ...]:
+        """argv (before the paths) that gives files mailprov created their SELinux policy label: a rename
+        keeps the label of the directory the file was made in (/etc/aliases would stay etc_t, not
+        etc_aliases_t). Empty where SELinux is disabled."""
+        return ("restorecon",) if self.selinux else ()
+
+    def tls_reaches(self, minimum: str) -> bool:
+        """The host's OpenSSL speaks `minimum` or newer (else no client could connect at that minimum)."""
+        return TLS_ORDER.index(minimum) <= TLS_ORDER.index(self.tls_max)
+
+    def firewall_save(self, tools: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+        """argvs that persist the loaded iptables rules of `tools` (iptables, ip6tables) for the next boot.
+
+        Debian: netfilter-persistent saves both. EL5/6: the init scripts' `save`. EL7+: the same scripts
+        that iptables-services (EL9: iptables-nft-services) installs, called directly: `service` may be
+        missing there (EL9's initscripts-service). firewalld keeps its own permanent configuration.
+        """
+        if self.firewall is FirewallBackend.FIREWALLD:
+            return ()
+        if self.debian:
+            return (("netfilter-persistent", "save"),)
+        if self.platform.os_major < 7:
+            return tuple(("service", tool, "save") for tool in tools)
+        return tuple((f"/usr/libexec/iptables/{tool}.init", "save") for tool in tools)
+
+    def firewall_boot(self, tools: tuple[str, ...]) -> tuple[str, ...]:
+        """Services that load the saved rules at boot and must be enabled (RHEL: iptables, ip6tables;
+        Debian's netfilter-persistent is enabled by its package)."""
+        if self.firewall is FirewallBackend.FIREWALLD or self.debian:
+            return ()
+        return tools
+
+    @property
+    def firewall_rivals(self) -> tuple[str, ...]:
+        """Services that must not start at boot beside the iptables services: on EL7+ firewalld (stopped
+        when this host was read, so the iptables path was chosen) conflicts with iptables.service and
+        would replace the site's rules at the next boot."""
+        if self.firewall is FirewallBackend.FIREWALLD or self.debian or self.platform.os_major < 7:
+            return ()
+        return ("firewalld",)
 
     @property
     def map_suffix(self) -> str:
@@ -250,6 +368,54 @@ def _postgrey(p: Platform) -> Postgrey:
     return Postgrey("/etc/sysconfig/postgrey", "POSTGREY_OPTS", "", "unix:postgrey/socket")
 
 
+def _dovecot_ssl_protocols(p: Platform, gen: DovecotGen, traits: HostTraits) -> bool:
+    """ssl_protocols: upstream 2.1/2.2; RHEL 6's 2.0.9 from release 11 on (the POODLE backport,
+    dovecot-2.0.9-sslprot.patch). The host's own doveconf is asked first (`doveconf -d ssl_protocols`)."""
+    if gen is not DovecotGen.V2_0:
+        return False
+    if p.dovecot_version >= Version(2, 1):
+        return True
+    if traits.dovecot_ssl_protocols is not None:
+        return traits.dovecot_ssl_protocols
+    if p.os_family is OsFamily.RHEL and p.dovecot_version == Version(2, 0, 9):
+        return traits.dovecot_release is None or traits.dovecot_release >= 11
+    return False
+
+
+def _postfix_knows_tls11(p: Platform, traits: HostTraits, openssl: Version) -> bool:
+    """TLSv1.1/TLSv1.2 protocol names: Postfix 2.10+, late 2.6-2.9 patch levels, RHEL 6's 2.6.6 from
+    release 8 (RHEL 6.9, rhbz#1287192); and an OpenSSL that has them (1.0.1). Before the backport RHEL
+    6's Postfix logs "Invalid TLS protocol list …: disabling TLS support" at run time."""
+    pf = p.postfix_version
+    if not pf.at_least("2.6") or openssl < Version(1, 0, 1):
+        return False
+    if p.os_family is OsFamily.RHEL and pf.major == 2 and pf.minor == 6:
+        return traits.postfix_release is None or traits.postfix_release >= 8
+    return True
+
+
+def _openssl(p: Platform, traits: HostTraits) -> Version:
+    if traits.openssl is not None:
+        return traits.openssl
+    if p.os_family is OsFamily.RHEL:
+        return _RHEL_OPENSSL.get(p.os_major, Version(3, 0, 0))
+    return Version(3, 0, 0)
+
+
+def _tls_max(openssl: Version) -> str:
+    if openssl < Version(1, 0, 1):
+        return "TLSv1"
+    return "TLSv1.2" if openssl < Version(1, 1, 1) else "TLSv1.3"
+
+
+def _firewall_packages(p: Platform) -> tuple[str, ...]:
+    """EL5/6: iptables, and iptables-ipv6 for ip6tables; EL7/8: iptables-services; EL9+: its new name
+    iptables-nft-services (the rules are loaded at boot by the iptables/ip6tables services of both)."""
+    if p.os_major < 7:
+        return ("iptables", "iptables-ipv6") if p.has_ipv6 else ("iptables",)
+    return ("iptables-services",) if p.os_major < 9 else ("iptables-nft-services",)
+
+
 def _opendkim(p: Platform) -> OpenDkim:
     debian = p.os_family is OsFamily.DEBIAN
     # EPEL 7 and older: opendkim-genkey and the other tools are in the opendkim package itself.
@@ -265,20 +431,20 @@ def _opendkim(p: Platform) -> OpenDkim:
     )
 
 
-def _dovecot_syntax(p: Platform, gen: DovecotGen) -> DovecotSyntax:
+def _dovecot_syntax(p: Platform, gen: DovecotGen, traits: HostTraits) -> DovecotSyntax:
     old = gen in (DovecotGen.V1_0, DovecotGen.V1_2)
     return DovecotSyntax(
         template={"1.0": "1", "1.2": "1", "2.0": "2", "2.3": "2", "2.4": "2.4"}[gen.value],
         ssl_disable=gen is DovecotGen.V1_0,
         min_protocol=gen in (DovecotGen.V2_3, DovecotGen.V2_4),
-        ssl_protocols=gen is DovecotGen.V2_0 and p.dovecot_version >= Version(2, 1),
+        ssl_protocols=_dovecot_ssl_protocols(p, gen, traits),
         pop3_uidl_format=gen is not DovecotGen.V2_3,
         check_argv=("dovecot", "-n") if old else ("doveconf", "-n"),
         first_valid_uid=500 if (p.os_family is OsFamily.RHEL and p.os_major < 7) else 1000,
     )
 
 
-def _decide(p: Platform) -> Dialect:
+def _decide(p: Platform, traits: HostTraits) -> Dialect:
     pf = p.postfix_version
     if not pf.at_least(OLDEST_POSTFIX):
         raise FactsError(f"Postfix {pf} is older than {OLDEST_POSTFIX}, not supported")
@@ -307,26 +473,29 @@ def _decide(p: Platform) -> Dialect:
         firewall_pkgs: tuple[str, ...] = ("iptables", "iptables-persistent")
         mtas: tuple[str, ...] = ("exim4-daemon-light", "exim4-daemon-heavy", "sendmail-bin")
         alternative: tuple[str, ...] = ()
-        save: tuple[str, ...] = ("netfilter-persistent", "save")
     else:
-        base = ("postfix", "dovecot", "openssl")
+        # EL10 builds Postfix without Berkeley DB: its lmdb maps come in postfix-lmdb [unverified: EL10's
+        # package split follows Fedora's].
+        lmdb = ("postfix-lmdb",) if _map_type(p) == "lmdb" else ()
+        base = ("postfix", *lmdb, "dovecot", "openssl")
         imap = pop3 = ()
-        firewall_pkgs = ("iptables",) if p.os_major < 7 else ("iptables-services",)
+        firewall_pkgs = _firewall_packages(p)
         mtas = ("sendmail",)
         alternative = ("alternatives", "--set", "mta", "/usr/sbin/sendmail.postfix")
-        save = ("service", "iptables", "save")
     if p.firewall is FirewallBackend.FIREWALLD:
-        firewall_pkgs, save = ("firewalld",), ()
+        firewall_pkgs = ("firewalld",)
+    openssl = _openssl(p, traits)
     return Dialect(
         platform=p,
         paths=paths,
         dovecot_gen=gen,
         packages=Packages(p.package_manager),
+        repos=_repos(p),
         services=Services(p.init_system, debian),
         firewall=p.firewall,
         postgrey=_postgrey(p),
         opendkim=_opendkim(p),
-        dovecot_syntax=_dovecot_syntax(p, gen),
+        dovecot_syntax=_dovecot_syntax(p, gen, traits),
         map_type=_map_type(p),
         cache_type=_cache_type(p),
         compatibility_level=_compatibility_level(pf),
@@ -335,7 +504,7 @@ def _decide(p: Platform) -> Dialect:
         has_tls_protocols=pf.at_least("2.6"),
         tls_exclusion_syntax=pf.at_least("2.5"),
         tls_min_version_syntax=pf.at_least("3.6"),
-        knows_tls11=pf.at_least("2.6"),
+        knows_tls11=_postfix_knows_tls11(p, traits, openssl),
         has_data_directory=pf.at_least("2.5"),
         has_maillog_file=pf.at_least("3.4"),
         sasl_dovecot=pf.at_least("2.3"),
@@ -349,8 +518,10 @@ def _decide(p: Platform) -> Dialect:
         packages_postgrey=("postgrey",),
         other_mtas=mtas,
         mta_alternative=alternative,
-        firewall_save=save,
+        openssl=openssl,
+        tls_max=_tls_max(openssl),
+        selinux=traits.selinux,
     )
 
 
-__all__ = ["Dialect", "DovecotGen", "InitSystem", "PackageManager", "Paths"]
+__all__ = ["TLS_ORDER", "Dialect", "DovecotGen", "HostTraits", "InitSystem", "PackageManager", "Paths", "Repos"]

@@ -135,16 +135,30 @@ PRESETS: dict[str, Platform] = {
     "rocky8": _preset(_R, "rocky", "8.10", PackageManager.DNF, _SYSD, _FWD, "3.5.8", "2.3.16"),
     "rocky9": _preset(_R, "rocky", "9.5", PackageManager.DNF, _SYSD, _FWD, "3.5.25", "2.3.16", ("hash", "btree", "lmdb")),  # noqa: E501
     "alma9": _preset(_R, "almalinux", "9.5", PackageManager.DNF, _SYSD, _FWD, "3.5.25", "2.3.16", ("hash", "btree", "lmdb")),  # noqa: E501
+    # EL10: Berkeley DB is gone (no hash:/btree:), maps and caches are lmdb; Postfix 3.8, Dovecot 2.3.21.
+    "rocky10": _preset(_R, "rocky", "10.0", PackageManager.DNF, _SYSD, _FWD, "3.8.5", "2.3.21", ("lmdb",), "lmdb"),
+    "alma10": _preset(_R, "almalinux", "10.0", PackageManager.DNF, _SYSD, _FWD, "3.8.5", "2.3.21", ("lmdb",), "lmdb"),
     "debian11": _preset(_D, "debian", "11", PackageManager.APT, _SYSD, _IPT, "3.5.25", "2.3.13"),
     "debian12": _preset(_D, "debian", "12", PackageManager.APT, _SYSD, _IPT, "3.7.11", "2.3.19.1"),
     "debian13": _preset(_D, "debian", "13", PackageManager.APT, _SYSD, _IPT, "3.10.13", "2.4.1", ("hash", "btree", "lmdb", "cdb")),  # noqa: E501
     "ubuntu2204": _preset(_D, "ubuntu", "22.04", PackageManager.APT, _SYSD, _IPT, "3.6.4", "2.3.16"),
     "ubuntu2404": _preset(_D, "ubuntu", "24.04", PackageManager.APT, _SYSD, _IPT, "3.8.6", "2.3.21"),
+    "ubuntu2604": _preset(_D, "ubuntu", "26.04", PackageManager.APT, _SYSD, _IPT, "3.10.5", "2.4.1", ("hash", "btree", "lmdb", "cdb")),  # noqa: E501
 }  # fmt: skip
 
 
+def release_platform(family: OsFamily, os_id: str, version: str) -> Platform | None:
+    """The preset of this EL release (same major; the same distribution when there is one): what its
+    repositories install. EL keeps Postfix's and Dovecot's major versions for a release's whole life."""
+    match = re.match(r"\d+", version)
+    if family is not OsFamily.RHEL or not match:
+        return None
+    same = [p for p in PRESETS.values() if p.os_family is family and p.os_major == int(match.group(0))]
+    return next((p for p in same if p.os_id == os_id), same[0] if same else None)
+
+
 def load_platform(preset_or_file: str) -> Platform:
-    """A preset name (centos5 … ubuntu2404) or a JSON file written by `mailprov facts`."""
+    """A preset name (centos5 … ubuntu2604) or a JSON file written by `mailprov facts`."""
     if preset_or_file in PRESETS:
         return PRESETS[preset_or_file]
     path = Path(preset_or_file)

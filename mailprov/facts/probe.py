@@ -22,6 +22,7 @@ from mailprov.facts.platform import (
     PackageManager,
     Platform,
     Version,
+    release_platform,
 )
 from mailprov.transport.shell import quote
 
@@ -89,12 +90,13 @@ PLATFORM_READS: tuple[Read, ...] = (
             ]
         ),
     ),
-    # What would be installed matters only before installation (and apt-cache is slow).
+    # What would be installed matters only before installation (and apt-cache is slow). On EL the
+    # release decides it (facts/platform.py `release_platform`): no yum/dnf cache is needed, which a fresh
+    # host does not have (`yum -C list` prints nothing there).
     Read(
         "candidates",
         "if ! command -v postconf >/dev/null || ! command -v dovecot >/dev/null; then"
-        " if command -v apt-cache >/dev/null; then apt-cache policy postfix dovecot-core;"
-        " elif command -v yum >/dev/null; then yum -C -q list postfix dovecot; fi; fi",
+        " if command -v apt-cache >/dev/null; then apt-cache policy postfix dovecot-core; fi; fi",
     ),
 )
 
@@ -189,13 +191,28 @@ def parse_platform(host: str, sections: Mapping[str, str]) -> Platform:
         raise FactsError(f"{host}: no package manager found (apt-get, dnf or yum)")
     postfix = kv.get("postfix_version") or _candidate(candidates, "postfix")
     dovecot = kv.get("dovecot_version") or _candidate(candidates, "dovecot")
+    release = release_platform(family, os_id, version) if family is OsFamily.RHEL else None
+    if release is not None:  # EL: the release's own Postfix/Dovecot, whatever its package cache holds
+        postfix = postfix or str(release.postfix_version)
+        dovecot = dovecot or str(release.dovecot_version)
     if not postfix or not dovecot:
+        if family is OsFamily.RHEL:
+            tool = pm.value
+            raise FactsError(
+                f"{host}: cannot tell which Postfix/Dovecot version {tool} would install on {os_id} {version} "
+                f"(a release mailprov has no preset for): install them first (`{tool} -y install postfix "
+                "dovecot`), then plan again"
+            )
         raise FactsError(
             f"{host}: cannot tell which Postfix/Dovecot version would be installed "
             "(no package candidate: refresh the package lists, e.g. apt-get update)"
         )
-    map_types = frozenset(kv.get("map_types", "").split()) or frozenset({"hash", "btree"})
-    default_db = kv.get("default_database_type") or "hash"
+    map_types = frozenset(kv.get("map_types", "").split())
+    default_db = kv.get("default_database_type")
+    if not map_types and release is not None:  # Postfix not installed yet: the release's build
+        map_types, default_db = release.map_types, release.default_database_type
+    map_types = map_types or frozenset({"hash", "btree"})
+    default_db = default_db or "hash"
     if "postfix_version" not in kv and family is OsFamily.DEBIAN and Version.parse(postfix).at_least("3.11"):
         # Not installed yet: what the candidate will say once it is (Debian 14's 3.11 defaults to cdb), so
         # that the first apply writes the maps the second one would plan (one apply converges).

@@ -22,9 +22,11 @@ from mailprov.resources.maps import MapsResource
 from mailprov.resources.packages import Packages
 from mailprov.resources.postfix import Postfix
 from mailprov.resources.postgrey import Postgrey
+from mailprov.resources.repositories import Repositories
 from mailprov.resources.services import Services
 
 REGISTRY: tuple[Resource[Any], ...] = (
+    Repositories(),  # EL: EPEL and archived repositories, ready before anything is installed
     Packages(),
     AccountsResource(),
     CertificateResource(),

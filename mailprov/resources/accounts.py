@@ -148,6 +148,8 @@ def _user_commands(
             Command(("mkdir", "-p", *paths)),
             Command(("chown", f"{user.login}:", *paths)),
             Command(("chmod", "0700", *paths)),
+            # SELinux: a Maildir made over SSH gets the label of its parent, not the mail home label.
+            *([Command((*ctx.dialect.relabel, "-R", paths[0]))] if ctx.dialect.relabel else []),
         ]
         parts.append("Maildir 0700")
     return commands, parts

@@ -20,6 +20,7 @@ from mailprov.dialects import Dialect
 from mailprov.errors import FactsError
 from mailprov.facts.platform import Platform
 from mailprov.facts.probe import Facts, Read
+from mailprov.facts.traits import HostTraits
 from mailprov.transport.shell import join, mask
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -36,10 +37,10 @@ class HostContext:
     networks: tuple[Network, ...]  # mynetworks, parsed once
 
     @staticmethod
-    def of(site: Site, host: Host, platform: Platform, base_dir: Path) -> HostContext:
-        """Decide the dialect of `platform` (once) for this host."""
+    def of(site: Site, host: Host, platform: Platform, base_dir: Path, traits: HostTraits | None = None) -> HostContext:
+        """Decide the dialect of `platform` (and the host's `traits`, when read) once for this host."""
         try:
-            dialect = Dialect.of(platform)
+            dialect = Dialect.of(platform, traits)
         except FactsError as exc:
             raise FactsError(f"{host.name}: {exc}") from None
         nets = tuple(ipaddress.ip_network(n, strict=False) for n in site.mynetworks)

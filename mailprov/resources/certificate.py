@@ -130,7 +130,7 @@ class CertificateResource(Resource[CertificateWish]):
                 Phase.PREPARE,
                 "generate",
                 f"self-signed certificate {cert.subject}, {cert.generate_days} days ({reason})",
-                commands=_generate(cert),
+                commands=_generate(cert, ctx.dialect.relabel),
                 notifies=SERVED_BY,
             ),
         )
@@ -142,7 +142,9 @@ class CertificateResource(Resource[CertificateWish]):
         return (HostCheck("host.tls_key_private", lambda h: _private_key(h, cert.key_path)),)
 
 
-def _generate(cert: Certificate) -> tuple[Command, ...]:
+def _generate(cert: Certificate, relabel: tuple[str, ...]) -> tuple[Command, ...]:
+    """openssl writes both files in place; on SELinux hosts they get their policy label (cert_t, or the
+    label of a custom path) rather than whatever their directory passed on."""
     return (
         Command(("mkdir", "-p", str(PurePosixPath(cert.cert_path).parent), str(PurePosixPath(cert.key_path).parent))),
         # umask 077: the key is never readable by others, not even for a moment.
@@ -152,6 +154,7 @@ def _generate(cert: Certificate) -> tuple[Command, ...]:
         Command(("chown", "root:root", cert.key_path)),
         Command(("chmod", "0600", cert.key_path)),
         Command(("chmod", "0644", cert.cert_path)),
+        *((Command((*relabel, cert.cert_path, cert.key_path)),) if relabel else ()),
     )  # fmt: skip
 
 

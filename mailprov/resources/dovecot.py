@@ -12,7 +12,7 @@ from mailprov.config.model import Mailbox
 from mailprov.facts.probe import Facts, Read
 from mailprov.paths import STAGED_SUFFIX
 from mailprov.render import render_template
-from mailprov.resources import files
+from mailprov.resources import files, tlsmin
 from mailprov.resources.base import (
     Change,
     Command,
@@ -28,7 +28,7 @@ from mailprov.resources.base import (
 )
 from mailprov.resources.certificate import locate as locate_certificate
 from mailprov.resources.checks import quiet_command
-from mailprov.resources.postfix import dovecot_ssl_protocols, inet_protocols
+from mailprov.resources.postfix import inet_protocols
 from mailprov.resources.tlsprobe import SHELL as TLS_SHELL
 from mailprov.resources.tlsprobe import serves
 
@@ -69,15 +69,18 @@ class Dovecot(Resource[DovecotConfig]):
         d = ctx.dialect
         notes: list[str] = []
         syntax = d.dovecot_syntax
-        if not syntax.min_protocol and not syntax.ssl_protocols:
-            notes.append(f"Dovecot {d.dovecot} has no setting for a minimum TLS version")
+        cert = locate_certificate(ctx)
+        reach = tlsmin.dovecot(ctx.site, d)
+        if cert is not None:
+            notes += tlsmin.note(f"Dovecot {d.dovecot}", ctx.site, reach)
         context = {
             "site": ctx.site,
             "d": d,
             "syntax": syntax,
-            "cert": locate_certificate(ctx),
+            "cert": cert,
             "maildir": ctx.site.mailbox is Mailbox.MAILDIR,
-            "dovecot_ssl_protocols": dovecot_ssl_protocols(ctx.site) if syntax.ssl_protocols else None,
+            "ssl_min_protocol": reach.value if syntax.min_protocol else None,
+            "dovecot_ssl_protocols": reach.value if syntax.ssl_protocols else None,
             "inet_protocols": inet_protocols(ctx),
             "dovecot_log": None if d.platform.has_syslog else "/var/log/dovecot.log",
             "sasl_socket": SASL_SOCKET,
@@ -87,6 +90,10 @@ class Dovecot(Resource[DovecotConfig]):
         return DovecotConfig(files=(conf,), notes=tuple(notes), conf=conf.path)
 
     def changes(self, ctx: HostContext, desired: DovecotConfig, facts: Facts) -> Sequence[Change]:
+        if locate_certificate(ctx) is not None:
+            refused = tlsmin.refusal(f"Dovecot {ctx.dialect.dovecot}", ctx.site, tlsmin.dovecot(ctx.site, ctx.dialect))
+            if refused is not None:
+                raise refused
         return files.changes(desired.files, facts, files.notifying(RESTART))
 
     def handle(self, ctx: HostContext, actions: frozenset[str]) -> Sequence[HandlerStep]:

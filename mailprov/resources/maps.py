@@ -1,6 +1,11 @@
 """Postfix lookup tables: /etc/aliases (newaliases), sender_access and sender_login (postmap), and their
 compiled files (`.db`, `.lmdb`, … in the host's map type). A compiled map older than its source is rebuilt.
 
+/etc/aliases belongs to the distribution (CentOS's setup package ships some 70 system aliases; Debian's
+Postfix writes `postmaster: root`): the site's aliases are a marked block in it. The distribution's
+entries are kept, less those whose name the block defines (Postfix keeps the first of two entries, so a
+distribution's `root:` would otherwise win); the removal shows in the diff.
+
 sender_login (smtpd_sender_login_maps, with submission or smtps) says which login owns which address: a
 user owns login@ and their aliases @ the site's domain and each host's name, and every site alias that
 points to that user alone."""
@@ -30,6 +35,9 @@ from mailprov.resources.base import (
 from mailprov.resources.checks import FAIL, PASS, SKIP
 
 NAME = "maps"
+ALIASES_BLOCK = ("# BEGIN mailprov aliases", "# END mailprov aliases")
+# The first line an earlier mailprov wrote when it replaced /etc/aliases whole: all of it was mailprov's.
+_OLD_HEADER = "# Managed by mailprov: edits here are overwritten on the next apply."
 NEWALIASES = Handler(NAME, "newaliases")
 POSTMAP = Handler(NAME, "postmap")
 POSTMAP_LOGINS = Handler(NAME, "postmap-logins")
@@ -86,7 +94,10 @@ class MapsResource(Resource[Maps]):
         context = {"site": ctx.site, "maildir": ctx.site.mailbox is Mailbox.MAILDIR}
         rendered = {
             "aliases": ManagedFile(
-                ctx.dialect.paths.aliases, render_template("postfix/aliases.j2", **context), "aliases"
+                ctx.dialect.paths.aliases,
+                render_template("postfix/aliases.j2", **context),
+                "aliases",
+                block=ALIASES_BLOCK,
             ),
             "sender_access": ManagedFile(
                 ctx.dialect.paths.sender_access, render_template("postfix/sender_access.j2", **context), "map"
@@ -107,7 +118,8 @@ class MapsResource(Resource[Maps]):
             rebuild = owed[f.path]
             return frozenset({rebuild}) if rebuild == NEWALIASES else frozenset({rebuild, POSTFIX_RELOAD})
 
-        out = list(files.changes(desired.files, facts, notify))
+        merged = tuple(_merged_aliases(f, facts) if f.block == ALIASES_BLOCK else f for f in desired.files)
+        out = list(files.changes(merged, facts, notify))
         written = {c.file.path for c in out if c.file is not None}
         for table in desired.tables:
             if table.source in written:
@@ -139,6 +151,50 @@ class MapsResource(Resource[Maps]):
 
     def checks(self, ctx: HostContext) -> Sequence[HostCheck]:
         return tuple(HostCheck(f"host.map_fresh.{t.label}", partial(_fresh, table=t, ctx=ctx)) for t in tables(ctx))
+
+
+def alias_names(text: str) -> frozenset[str]:
+    """The names an aliases(5) text defines (folded to lower case, as Postfix looks them up)."""
+    return frozenset(name for name, _ in _entries(text.split("\n")) if name)
+
+
+def _entries(lines: list[str]) -> list[tuple[str, list[str]]]:
+    """aliases(5) lines grouped into entries: (name, its lines with continuations); ("", [line]) for
+    comments, blank lines and anything that is not an entry."""
+    out: list[tuple[str, list[str]]] = []
+    for line in lines:
+        if line[:1] in (" ", "\t") and out and out[-1][0]:
+            out[-1][1].append(line)  # a continuation of the entry above
+            continue
+        name, sep, _ = line.partition(":")
+        name = name.strip().strip('"').lower()
+        entry = bool(sep) and bool(name) and not line.lstrip().startswith("#")
+        out.append((name if entry else "", [line]))
+    return out
+
+
+def merge_aliases(current: str, block: str, markers: tuple[str, str] = ALIASES_BLOCK) -> str:
+    """The distribution's /etc/aliases with the site's block: `current` without any previous block, without
+    the entries the block defines, then the block. A file an earlier mailprov wrote whole is the block alone."""
+    begin, end = markers
+    lines = current.split("\n") if not current.startswith(_OLD_HEADER) else []
+    if lines and lines[-1] == "":
+        lines.pop()
+    if begin in lines and end in lines[lines.index(begin) :]:
+        start = lines.index(begin)
+        lines = lines[:start] + lines[lines.index(end, start) + 1 :]
+    ours = alias_names(block)
+    kept = [line for name, group in _entries(lines) if not (name and name in ours) for line in group]
+    while kept and not kept[-1].strip():
+        kept.pop()
+    base = "\n".join(kept) + "\n" if kept else ""
+    return f"{base}{begin}\n{block}{end}\n"
+
+
+def _merged_aliases(f: ManagedFile, facts: Facts) -> ManagedFile:
+    current = files.state(facts, f.path)
+    text = merge_aliases(current.content or "" if current.exists else "", f.text())
+    return ManagedFile(f.path, text, f.role, f.owner, f.group, f.mode)
 
 
 def _fresh(h: object, table: Table, ctx: HostContext) -> tuple[str, str]:

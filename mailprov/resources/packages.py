@@ -3,6 +3,7 @@ one go, and a previous MTA (exim4, sendmail) replaced by Postfix."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -10,7 +11,7 @@ from functools import partial
 from mailprov.facts.probe import Facts, Read, lines_of
 from mailprov.resources.base import Change, Command, Desired, Handler, HostCheck, HostContext, Phase, Resource
 from mailprov.resources.checks import verdict
-from mailprov.transport.shell import quote
+from mailprov.transport.shell import join
 
 NAME = "packages"
 # Answers for Debian's install-time questions: Postfix configured by mailprov, not by debconf; the
@@ -35,30 +36,42 @@ def wanted(ctx: HostContext) -> tuple[str, ...]:
     return tuple(dict.fromkeys(p for r in REGISTRY for p in r.packages(ctx)))
 
 
-def _read(names: Sequence[str]) -> Read:
-    pkgs = " ".join(quote(p) for p in names)
-    return Read(
-        f"packages {' '.join(names)}",
-        f"if command -v dpkg-query >/dev/null; then dpkg-query -W -f='${{Package}} ${{db:Status-Abbrev}} "
-        f"${{Version}}\\n' {pkgs}; else rpm -q --qf '%{{NAME}} ii %{{VERSION}}\\n' {pkgs}; fi",
-    )
+def _read(ctx: HostContext, names: Sequence[str]) -> Read:
+    """Installed state from the host's own package database: rpm on EL (even where dpkg-query exists
+    too), dpkg-query on Debian. No package cache is needed, so a fresh host can be read."""
+    packages = ctx.dialect.packages
+    key = f"{'rpm' if packages.rpm else 'packages'} {' '.join(names)}"
+    return Read(key, join(packages.query(tuple(names))))
 
 
-def parse_installed(body: str) -> dict[str, str]:
-    """installed package → version, from dpkg-query (status `ii`) or rpm lines."""
+_DPKG = re.compile(r"^(\S+) (i\S) +(\S+)$")
+_RPM = re.compile(r"^(\S+) (\S+)$")
+
+
+def parse_installed(body: str, *, rpm: bool = False) -> dict[str, str]:
+    """installed package → version, from `dpkg-query -W` (status `i…`) or `rpm -q --qf` lines. rpm's
+    "package X is not installed" lines (and anything else unexpected) name no package."""
     out = {}
     for line in lines_of(body):
-        parts = line.split()
-        if len(parts) >= 3 and parts[1].startswith("i"):
-            out[parts[0]] = parts[2]
+        match = (_RPM if rpm else _DPKG).match(line.strip())
+        if match:
+            out[match.group(1)] = match.group(match.lastindex or 0)
     return out
+
+
+def missing_packages(ctx: HostContext, facts: Facts) -> tuple[str, ...]:
+    """The packages the site needs that the host does not have installed."""
+    names = wanted(ctx)
+    section = facts.section(_read(ctx, [*names, *ctx.dialect.other_mtas]).key)
+    installed = parse_installed(section, rpm=ctx.dialect.packages.rpm)
+    return tuple(p for p in names if p not in installed)
 
 
 class Packages(Resource[PackageSet]):
     name = NAME
 
     def reads(self, ctx: HostContext) -> Sequence[Read]:
-        return (_read([*wanted(ctx), *ctx.dialect.other_mtas]),)
+        return (_read(ctx, [*wanted(ctx), *ctx.dialect.other_mtas]),)
 
     def desired(self, ctx: HostContext) -> PackageSet:
         from mailprov.resources import REGISTRY
@@ -68,7 +81,8 @@ class Packages(Resource[PackageSet]):
 
     def changes(self, ctx: HostContext, desired: PackageSet, facts: Facts) -> Sequence[Change]:
         d = ctx.dialect
-        installed = parse_installed(facts.section(_read([*desired.wanted, *desired.replaced]).key))
+        section = facts.section(_read(ctx, [*desired.wanted, *desired.replaced]).key)
+        installed = parse_installed(section, rpm=d.packages.rpm)
         out: list[Change] = []
         missing = tuple(p for p in desired.wanted if p not in installed)
         if missing:

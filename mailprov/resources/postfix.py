@@ -18,7 +18,7 @@ from mailprov.errors import ConfigError
 from mailprov.facts.files import FileState
 from mailprov.facts.probe import Facts, Read
 from mailprov.render import render_template
-from mailprov.resources import files
+from mailprov.resources import files, tlsmin
 from mailprov.resources.base import (
     Change,
     Command,
@@ -44,18 +44,20 @@ MASTER_PROCESS = r"(^|/)postfix/(sbin/)?master\b|/usr/libexec/postfix/master|^/u
 RELOAD = Handler(NAME, "reload")
 # main.cf parameters that `postfix reload` does not apply (postconf(5): "stop and start Postfix").
 RESTART_PARAMETERS = ("inet_interfaces", "inet_protocols")
-_TLS_ORDER = ["SSLv2", "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]
 
 # Validate a staged copy of the whole Postfix tree: every file of the live directory, the staged .cf
 # files over them. Postfix re-reads a config file younger than a second until it settles (~2 s), so the
 # copies are backdated. Debian's postfix-script reports copying chroot files ("updating /etc/hosts"):
-# those are not problems; warnings, errors and fatals are.
+# those are not problems; warnings, errors and fatals are. With -Z (SELinux hosts) the stage under
+# /var/lib (var_lib_t) gets the live directory's label, so postfix reads it as it reads /etc/postfix.
 SHELL = r"""
 mp_postfix_check() {
+  label=; [ "$1" = -Z ] && { label=1; shift; }
   stage=$1; live=$2; shift 2
   rm -rf "$stage" && mkdir -p "$stage" || return 1
   for f in "$live"/*; do [ -f "$f" ] && cp -p "$f" "$stage"/; done
   for f in "$@"; do cp -p "$f" "$stage/$(basename "$f" .mailprov-new)" || return 1; done
+  [ -z "$label" ] || chcon -R --reference="$live" "$stage" || return 1
   touch -t 200001010000 "$stage"/* 2>/dev/null
   out=$(postfix -c "$stage" check 2>&1) || { echo "postfix check: $out"; return 1; }
   case "$out" in *arning*|*atal*|*rror*) echo "postfix check: $out"; return 1;; esac
@@ -101,7 +103,7 @@ class Postfix(Resource[PostfixConfig]):
             "cert": locate_certificate(ctx),
             "maildir": ctx.site.mailbox is Mailbox.MAILDIR,
             "restrictions": restriction_lists(ctx.site, d, notes),
-            "tls_protocols": _tls_protocols(ctx.site, d, notes),
+            "tls_protocols": _tls_protocols(ctx, notes),
             "inet_protocols": inet_protocols(ctx, notes),
             "mynetworks": tuple(_postfix_network(str(n)) for n in ctx.networks),
             "maillog_file": _maillog_file(ctx, notes),
@@ -118,6 +120,10 @@ class Postfix(Resource[PostfixConfig]):
         return PostfixConfig(files=(main, master), notes=tuple(notes), main_cf=d.paths.main_cf)
 
     def changes(self, ctx: HostContext, desired: PostfixConfig, facts: Facts) -> Sequence[Change]:
+        refused = tlsmin.refusal(f"Postfix {ctx.dialect.postfix}", ctx.site, tlsmin.postfix(ctx.site, ctx.dialect))
+        if refused is not None:
+            raise refused
+
         def notify(f: ManagedFile, current: FileState, content: str) -> frozenset[Handler]:
             if f.path == desired.main_cf and current.exists and _needs_restart(current.content or "", content):
                 return frozenset({Handler(NAME, "restart", because=f"{f.path}: listening addresses changed")})
@@ -144,7 +150,8 @@ class Postfix(Resource[PostfixConfig]):
         staged_cf = sorted(
             path + STAGED_SUFFIX for path in changed if path.startswith(p.postfix_dir + "/") and path.endswith(".cf")
         )
-        return (Gate("validate-postfix", Command(("mp_postfix_check", f"{STAGE_DIR}/postfix", p.postfix_dir,
+        label = ("-Z",) if ctx.dialect.selinux else ()
+        return (Gate("validate-postfix", Command(("mp_postfix_check", *label, f"{STAGE_DIR}/postfix", p.postfix_dir,
                                                   *staged_cf))),)  # fmt: skip
 
     def health(self, ctx: HostContext) -> Sequence[Command]:
@@ -254,26 +261,11 @@ def _refuse_merged_open_relay(site: Site, d: Dialect, merged: list[Restriction])
 # --- TLS, addresses, logging ---------------------------------------------------------------------------
 
 
-def _tls_protocols(site: Site, d: Dialect, notes: list[str]) -> str | None:
-    """smtpd_tls_(mandatory_)protocols value for the site's minimum version, in this Postfix's syntax."""
-    minimum = site.tls.min_protocol
-    if d.tls_min_version_syntax:
-        return f">={minimum}"
-    known = _TLS_ORDER[: _TLS_ORDER.index("TLSv1.2") + 1] if d.knows_tls11 else _TLS_ORDER[:3]
-    excluded = [p for p in known if _TLS_ORDER.index(p) < _TLS_ORDER.index(minimum)]
-    if not d.knows_tls11 and minimum not in ("TLSv1",):
-        notes.append(f"Postfix {d.postfix} cannot refuse TLSv1 on SMTP: the minimum there is TLSv1")
-        excluded = ["SSLv2", "SSLv3"]
-    if d.tls_exclusion_syntax:
-        return ", ".join(f"!{p}" for p in excluded)
-    # 2.3/2.4 list what is allowed
-    return ", ".join(p for p in known if p not in excluded)
-
-
-def dovecot_ssl_protocols(site: Site) -> str:
-    """An ssl_protocols exclusion list (Dovecot 2.1/2.2) for the site's minimum version."""
-    minimum = site.tls.min_protocol
-    return " ".join(f"!{p}" for p in _TLS_ORDER[:5] if _TLS_ORDER.index(p) < _TLS_ORDER.index(minimum))
+def _tls_protocols(ctx: HostContext, notes: list[str]) -> str | None:
+    """smtpd_tls_(mandatory_)protocols for the site's minimum, as far as this host can (tlsmin)."""
+    reach = tlsmin.postfix(ctx.site, ctx.dialect)
+    notes += tlsmin.note(f"Postfix {ctx.dialect.postfix}", ctx.site, reach)
+    return reach.value
 
 
 def _postfix_network(net: str) -> str:

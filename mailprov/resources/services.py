@@ -49,6 +49,11 @@ def _read(names: Sequence[str]) -> Read:
     )
 
 
+def enabled_read(names: Sequence[str]) -> Read:
+    """Which of `names` start at boot (systemd, chkconfig or rc2.d links), for another resource's services."""
+    return _read(names)
+
+
 def parse_enabled(body: str) -> frozenset[str]:
     on = set()
     for line in lines_of(body):

@@ -662,6 +662,7 @@ class HostVerification:
     def open_host(self, factory: TransportFactory | None) -> Transport | None:
         """SSH in, read the platform and render what the host should have; results wait for on_host."""
         from mailprov.facts.probe import parse_probe, probe_script
+        from mailprov.facts.traits import TRAITS_READ, parse_traits
         from mailprov.resources.base import HostContext
 
         try:
@@ -676,9 +677,9 @@ class HostVerification:
             self.host_error = ("fail", str(exc))
             return None
         try:
-            probe = transport.run_script(probe_script(()), check=True, timeout=120)
-            platform = parse_probe(probe.stdout, self.host.name).platform
-            self.ctx = HostContext.of(self.site, self.host, platform, self.base_dir)
+            probe = transport.run_script(probe_script((TRAITS_READ,)), check=True, timeout=120)
+            facts = parse_probe(probe.stdout, self.host.name)
+            self.ctx = HostContext.of(self.site, self.host, facts.platform, self.base_dir, parse_traits(facts.sections))
         except MailprovError as exc:
             self.facts_error = str(exc)
         if self.options.dns and self.ctx is not None:

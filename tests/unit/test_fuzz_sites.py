@@ -130,6 +130,11 @@ firewall:
   open: [smtp, submission, smtps, imaps]
   lan_only: [imap]
   ssh_from: [192.0.2.0/24]
+repositories:
+  epel: true
+  archived: true
+  epel_baseurl: http://mirror.example.net/epel/7/$basearch/
+  archive_baseurl: http://mirror.example.net/centos-vault/7.9.2009
 dkim: {selector: mail2026, bits: 3072, retire: [mail]}
 spf: {enabled: true, mechanisms: [mx, 'ip4:198.51.100.0/24', '~include:_spf.example.org'], all: ~all}
 dmarc: {enabled: true, policy: reject, subdomain_policy: quarantine, rua: [dmarc@example.net], pct: 50, adkim: s,

@@ -231,6 +231,8 @@ FIELDS: list[Field] = [
     Field("firewall.open.*", ("firewall", "open", 0), "smtp"),
     Field("firewall.lan_only.*", ("firewall", "lan_only", 0), "imap"),
     Field("firewall.ssh_from.*", ("firewall", "ssh_from", 0), "192.168.0.0/24"),
+    Field("repositories.epel_baseurl", ("repositories", "epel_baseurl"), "http://mirror.example.net/epel/7/"),
+    Field("repositories.archive_baseurl", ("repositories", "archive_baseurl"), "http://mirror.example.net/c7"),
     Field("spf.mechanisms.*", ("spf", "mechanisms", 0), "ip4:203.0.113.10"),
     Field("spf.mechanisms.*", ("spf", "mechanisms", 0), "include:_spf.example.net"),
     Field("spf.all", ("spf", "all"), "-all"),

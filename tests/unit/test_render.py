@@ -254,12 +254,14 @@ def test_centos7_dovecot_2_2_uses_ssl_protocols(example: Site) -> None:
     assert "ssl_cert = </etc/pki/tls/certs/mail.example.com.cert" in lines
 
 
-def test_centos6_dovecot_2_0_has_no_protocol_setting(example: Site) -> None:
+def test_centos6_dovecot_2_0_9_has_the_backported_ssl_protocols(example: Site) -> None:
+    # RHEL 6's dovecot-2.0.9-11+ (the POODLE backport); a host without it: tests/unit/el/test_tls.py
     rendered = render(example, "centos6")
     lines = settings(dovecot(rendered))
-    assert not any(line.startswith(("ssl_protocols", "ssl_min_protocol")) for line in lines)
+    assert "ssl_protocols = !SSLv2 !SSLv3 !TLSv1 !TLSv1.1" in lines
+    assert not any(line.startswith("ssl_min_protocol") for line in lines)
     assert "first_valid_uid = 500" in lines  # EL6 and older start user ids at 500
-    assert any("no setting for a minimum TLS version" in note for note in rendered.notes)
+    assert not any("minimum TLS version" in note for note in rendered.notes)
 
 
 def test_certificate_paths_follow_the_family(example: Site) -> None:

@@ -54,6 +54,7 @@ def test_the_site_is_valid_and_reaches_each_box_at_its_own_address(monkeypatch: 
         assert str(host.ssh.known_hosts) == "vagrant.known_hosts"  # strict: never ssh-config's /dev/null
     assert "client" not in text  # the outside vantage point is no mail host
     assert [str(n) for n in site.mynetworks] == ["192.168.56.1/32", "127.0.0.0/8"]
+    assert site.repositories.archived  # the EOL CentOS boxes install from the vault (else refused at plan)
 
 
 def test_the_transport_is_written_when_asked() -> None:

@@ -9,8 +9,9 @@ from resources.helpers import captured, lab_site, plan_for, section_key, site_fr
 def test_installed_packages_parse_from_dpkg_and_rpm() -> None:
     dpkg = "postfix ii 3.7.11-0+deb12u1\ndovecot-core un <none>\npostgrey ii 1.37-1.1\n"
     assert parse_installed(dpkg) == {"postfix": "3.7.11-0+deb12u1", "postgrey": "1.37-1.1"}
-    rpm = "postfix ii 3.5.25\npackage dovecot is not installed\n"
-    assert parse_installed(rpm) == {"postfix": "3.5.25"}
+    # rpm's answer for absent packages names no package (not {"package": "is"}), whatever their names
+    rpm = "postfix 3.5.25-1.el9\npackage iptables-services is not installed\npackage dovecot is not installed\n"
+    assert parse_installed(rpm, rpm=True) == {"postfix": "3.5.25-1.el9"}
 
 
 def test_converged_host_installs_nothing() -> None:
