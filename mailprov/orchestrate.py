@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from mailprov.apply import ApplyResult, execute
 from mailprov.config.model import Host, Site
 from mailprov.config.secrets import resolve
-from mailprov.errors import ConfigError, MailprovError
+from mailprov.errors import ConfigError, MailprovError, TransportError
 from mailprov.facts.platform import PRESETS, OsFamily, Platform
 from mailprov.facts.probe import Facts, Read, parse_probe, probe_script, unique
 from mailprov.facts.traits import HostTraits, parse_traits
@@ -231,7 +231,7 @@ def apply_site(
                 if result.ok and outcome.plan.changes:
                     # What the apply made (a DKIM key generated just now) is read back for the site resources.
                     host = next(h for h in hosts if h.name == outcome.host)
-                    records = host_records(*read_facts(site, host, transport, base_dir))
+                    records = host_records(*_read_after_apply(site, host, transport, target, base_dir))
             except MailprovError as exc:
                 return HostOutcome(outcome.host, outcome.plan, error=str(exc), round_trips=transport.round_trips)
             return HostOutcome(outcome.host, outcome.plan, result, round_trips=transport.round_trips, records=records)
@@ -294,6 +294,18 @@ def _placed(exc: MailprovError, options: RunOptions) -> str:
 
 def _connected(target: SshTarget) -> Transport:
     return connect(target)
+
+
+def _read_after_apply(
+    site: Site, host: Host, transport: Transport, target: SshTarget, base_dir: Path
+) -> tuple[HostContext, Facts]:
+    """The host read again after its apply; over a new connection when the apply's own was cut (execute
+    reached the host again on a connection of its own, closed since)."""
+    try:
+        return read_facts(site, host, transport, base_dir)
+    except TransportError:
+        with connect(target) as again:
+            return read_facts(site, host, again, base_dir)
 
 
 def _check_unchanged(outcome: HostOutcome, expected: Mapping[str, str]) -> HostOutcome:
