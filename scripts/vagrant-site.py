@@ -111,7 +111,9 @@ restrictions:
     - permit_mynetworks
     - permit_sasl_authenticated
     - reject_unauth_destination
+    - check_policy_service: postgrey
     - permit
+greylisting: {{enabled: true, delay: 300}}
 sasl: {{enabled: true}}
 tls:
   generate: {{days: 365}}
@@ -122,8 +124,9 @@ firewall:
   enabled: true
   open: [smtp, imaps, pop3s]
   lan_only: [imap, pop3]
-# CentOS 5/6/7 are end-of-life: their stock mirrors are gone (vault.centos.org instead)
-repositories: {{archived: true}}
+# postgrey and OpenDKIM are in EPEL only; CentOS 5/6/7 are end-of-life: their stock mirrors are gone
+# (vault.centos.org and the EPEL archive instead)
+repositories: {{epel: true, archived: true}}
 """
 
 
