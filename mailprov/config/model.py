@@ -294,6 +294,18 @@ class GeneratedCert(Model):
     subject: X509Subject | None = None
     key_bits: Literal[2048, 3072, 4096] = 2048
 
+    @model_validator(mode="after")
+    def _outlives_its_renewal(self) -> GeneratedCert:
+        # A certificate inside its renewal window from the start is made again at every apply: no plan is
+        # ever empty and every apply restarts Postfix and Dovecot.
+        if self.renew_before_days >= self.days:
+            raise ValueError(
+                f"renew_before_days ({self.renew_before_days}) must be less than days ({self.days}): the "
+                f"certificate would be renewed at every apply; write e.g. days: {max(self.days, 365)} or "
+                f"renew_before_days: {self.days // 3}"
+            )
+        return self
+
 
 class CertFiles(Model):
     """Certificate, key and optional CA chain on the admin's machine, pushed to the host."""
@@ -426,6 +438,10 @@ class Dovecot(Model):
         return self
 
 
+POSTFIX_MESSAGE_SIZE_LIMIT = 10240000  # Postfix's defaults (postconf(5))
+POSTFIX_MAILBOX_SIZE_LIMIT = 51200000
+
+
 class Postfix(Model):
     inet_interfaces: InetInterfaces = "all"
     inet_protocols: Literal["all", "ipv4", "ipv6"] = "all"
@@ -444,6 +460,19 @@ class Postfix(Model):
             problem = extra_policy.postfix_value_problem(name, value) or extra_policy.postfix_weakening(name, value)
             if problem is not None:
                 raise SiteRuleError(f"postfix.extra.{name}", problem)
+        # local(8) refuses to deliver at all when a mailbox may hold less than one message: `postfix check`
+        # passes, and every local delivery is deferred (postconf(5), mailbox_size_limit).
+        message = self.message_size_limit or POSTFIX_MESSAGE_SIZE_LIMIT
+        given = str(self.extra.get("mailbox_size_limit", POSTFIX_MAILBOX_SIZE_LIMIT))
+        mailbox = int(given) if given.isdigit() else 0
+        if mailbox != 0 and mailbox < message:
+            where = "message_size_limit" if self.message_size_limit else "extra.mailbox_size_limit"
+            raise SiteRuleError(
+                f"postfix.{where}",
+                f"a mailbox may hold {mailbox} bytes, less than one message of message_size_limit {message}: "
+                "Postfix would defer every local delivery; write postfix.extra.mailbox_size_limit at least "
+                f"{message} (or 0: no limit), or a smaller postfix.message_size_limit",
+            )
         return self
 
 

@@ -451,3 +451,33 @@ def test_postfix_2_2_names_are_not_silently_translated(example_text: str) -> Non
     text = _edit(example_text, (("    - reject_invalid_helo_hostname\n", "    - reject_invalid_hostname\n"),))
     with pytest.raises(ConfigError):
         parse_site(text, FILE)
+
+
+def test_a_certificate_made_inside_its_renewal_window_is_refused() -> None:
+    """days: 30 with the default renew_before_days: 30 was renewed at every apply (no plan ever empty)."""
+    import pydantic
+
+    from mailprov.config.model import GeneratedCert
+
+    with pytest.raises(pydantic.ValidationError, match=r"renew_before_days \(30\) must be less than days \(30\)"):
+        GeneratedCert(days=30)
+    assert GeneratedCert(days=30, renew_before_days=10).days == 30
+
+
+@pytest.mark.parametrize(
+    ("postfix", "where"),
+    [
+        ({"message_size_limit": 60_000_000}, "message_size_limit"),  # over Postfix's default mailbox limit
+        ({"extra": {"mailbox_size_limit": 1_000_000}}, "extra.mailbox_size_limit"),  # under the default message
+    ],
+)
+def test_a_mailbox_smaller_than_one_message_is_refused(postfix: dict[str, object], where: str) -> None:
+    """local(8) defers every delivery then, though `postfix check` passes (the conformance suite met it)."""
+    import pydantic
+
+    from mailprov.config.model import Postfix
+
+    with pytest.raises(pydantic.ValidationError, match="Postfix would defer every local delivery") as caught:
+        Postfix.model_validate(postfix)
+    assert where in str(caught.value) or "mailbox" in str(caught.value)
+    assert Postfix.model_validate({"message_size_limit": 60_000_000, "extra": {"mailbox_size_limit": 0}})
