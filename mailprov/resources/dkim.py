@@ -187,7 +187,12 @@ class OpenDkimResource(Resource[DkimWish]):
                     f"dkim-key:{path}",
                     Phase.PREPARE,
                     "generate",
-                    f"DKIM key {selector}._domainkey.{desired.domain}: {dkim.bits}-bit RSA, generated on the host",
+                    f"DKIM key {selector}._domainkey.{desired.domain}: {dkim.bits}-bit RSA, generated on the host"
+                    + (
+                        "; its TXT record is published after the hosts' applies"
+                        if ctx.site.dns is not None
+                        else "; publish its TXT record (mailprov dns SITE prints it)"
+                    ),
                     commands=_generate(desired.key_dir, path, dkim.bits, user),
                     notifies=frozenset({RESTART}),
                 )
