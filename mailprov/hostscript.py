@@ -179,8 +179,12 @@ def _lock(who: str) -> str:
     """flock where the host has it (the kernel releases it when the holder dies, however it dies); else a
     directory whose PID is checked. A refused run says who holds it, and touches nothing else."""
     info, held = quote(LOCK_INFO), quote(LOCK + ".d")
+    # The holder writes who it is just after taking the lock: give it up to 3 s to show a live PID there,
+    # or the refusal could name the previous run (or no one).
     refuse = (
-        f'echo "{MARK} fail lock another apply holds the lock: $(cat {info} 2>/dev/null || echo unknown);'
+        f'n=0; while [ "$n" -lt 3 ] && ! kill -0 "$(cut -d " " -f 2 {info} 2>/dev/null)" 2>/dev/null; do'
+        f" sleep 1; n=$((n + 1)); done;"
+        f' echo "{MARK} fail lock another apply holds the lock: $(cat {info} 2>/dev/null || echo unknown);'
         f' it is released when that apply ends"; finish {LOCKED_EXIT}'
     )
     return "\n".join(
@@ -190,7 +194,9 @@ def _lock(who: str) -> str:
             f'elif ! mkdir {held} 2>/dev/null && kill -0 "$(cat {held}/pid 2>/dev/null)" 2>/dev/null; then',
             f"  {refuse}",
             f"else mkdir -p {held}; echo $$ > {held}/pid; LOCKDIR={held}; fi",
-            f"echo \"PID $$ since $(date -u '+%Y-%m-%d %H:%M:%S UTC') by {who.replace(chr(34), '')}\" > {info}",
+            # Written whole, then renamed: a refused run never reads it half-written.
+            f"echo \"PID $$ since $(date -u '+%Y-%m-%d %H:%M:%S UTC') by {who.replace(chr(34), '')}\""
+            f" > {info}.$$ && mv -f {info}.$$ {info}",
         ]
     )
 
