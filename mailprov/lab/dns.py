@@ -49,10 +49,11 @@ from mailprov.lab.network import (
     OUTSIDE_NETNS,
     PREFIX_LENGTH,
     HostNetwork,
+    fixed_mac,
     netns_exists,
 )
 from mailprov.lab.paths import LabPaths
-from mailprov.lab.services import Box, boot_box, box_is_running, box_mac, console_tail, stop_box
+from mailprov.lab.services import Box, boot_box, box_is_running, console_tail, stop_box
 
 DNS_ADDRESS = LAB_DNS_ADDRESS
 DNS_OUTSIDE_ADDRESS = LAB_DNS_OUTSIDE_ADDRESS
@@ -393,6 +394,6 @@ def _create_network() -> None:
         what=f"disable rp_filter in {ns}",
     )  # fmt: skip
     for device, address in (("eth0", DNS_ADDRESS), ("eth1", DNS_OUTSIDE_ADDRESS)):
-        run(["ip", "-n", ns, "link", "set", "dev", device, "address", box_mac(address)], what=f"MAC of {device}")
+        run(["ip", "-n", ns, "link", "set", "dev", device, "address", fixed_mac(address)], what=f"MAC of {device}")
         run(["ip", "-n", ns, "addr", "add", f"{address}/{PREFIX_LENGTH}", "dev", device], what=f"address {device}")
         run(["ip", "-n", ns, "link", "set", device, "up"], what=f"bring up {device} of the lab DNS")

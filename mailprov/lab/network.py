@@ -68,12 +68,6 @@ class HostNetwork:
     def outside_address(self) -> str:
         return f"10.232.{self.distro_number}.{self.index}"
 
-    def mac(self, interface: int) -> str:
-        """The fixed MAC of eth<interface>: a host started afresh keeps its MAC, so the runner's and the
-        other boxes' neighbour caches stay right (a new random MAC left them pointing at the old host for
-        half a minute, and the restarted host's sshd looked dead)."""
-        return f"02:6d:70:{self.distro_number:02x}:{self.index:02x}:{interface:02x}"
-
     @property
     def lan_veth(self) -> str:
         """Runner-side end of eth0 (interface names are at most 15 characters)."""
@@ -231,17 +225,25 @@ def create_host_network(net: HostNetwork) -> None:
         [*inside, "addr", "add", f"{net.outside_address}/{PREFIX_LENGTH}", "dev", "eth1"],
         what=f"address eth1 of {net.name}",
     )
-    for interface in (0, 1):
-        run(
-            [*inside, "link", "set", f"eth{interface}", "address", net.mac(interface)],
-            what=f"set the MAC of eth{interface} of {net.name}",
-        )
+    for device, address in (("eth0", net.lan_address), ("eth1", net.outside_address)):
+        run([*inside, "link", "set", device, "address", fixed_mac(address)], what=f"MAC of {device} of {net.name}")
     run([*inside, "link", "set", "eth0", "up"], what=f"bring up eth0 of {net.name}")
     run([*inside, "link", "set", "eth1", "up"], what=f"bring up eth1 of {net.name}")
     run(
         ["ip", "-n", OUTSIDE_NETNS, "route", "replace", f"{net.lan_address}/32", "via", net.outside_address],
         what=f"route to {net.name} from mplab-outside",
     )
+
+
+def fixed_mac(address: str) -> str:
+    """A fixed, locally administered MAC for a lab interface, derived from its IPv4 address.
+
+    A host or box started again gets the same MAC, so the neighbour caches of the runner, mplab-outside and
+    the others (which still hold the previous entry for a while) stay right: no 30 s of lost packets, no
+    sshd that seems not to come up.
+    """
+    octets = [int(part) for part in address.split(".")]
+    return "02:6d:6c:{:02x}:{:02x}:{:02x}".format(*octets[1:])
 
 
 def _quiet_ipv6(link: str) -> None:

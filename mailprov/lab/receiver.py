@@ -21,9 +21,9 @@ from mailprov.errors import LabError
 from mailprov.lab.commands import run
 from mailprov.lab.dns import DNS_OUTSIDE_ADDRESS, RECEIVER_ADDRESS, RECEIVER_DOMAIN, RECEIVER_HOST
 from mailprov.lab.mounts import remove_tree
-from mailprov.lab.network import OUTSIDE_BRIDGE, OUTSIDE_NETNS, PREFIX_LENGTH, netns_exists
+from mailprov.lab.network import OUTSIDE_BRIDGE, OUTSIDE_NETNS, PREFIX_LENGTH, fixed_mac, netns_exists
 from mailprov.lab.paths import LabPaths
-from mailprov.lab.services import Box, boot_box, box_is_running, box_mac, console_tail, stop_box
+from mailprov.lab.services import Box, boot_box, box_is_running, console_tail, stop_box
 
 RECEIVER_BOX = Box(name="receiver", netns="mplab-receiver", hostname=RECEIVER_HOST)
 MAILBOX_IN_BOX = "/srv/receiver"
@@ -221,7 +221,7 @@ def _create_network() -> None:
         what=f"attach {_OUTSIDE_VETH}",
     )
     run(
-        ["ip", "-n", ns, "link", "set", "dev", "eth0", "address", box_mac(RECEIVER_ADDRESS)],
+        ["ip", "-n", ns, "link", "set", "dev", "eth0", "address", fixed_mac(RECEIVER_ADDRESS)],
         what="MAC of the lab receiver",
     )
     run(

@@ -202,16 +202,6 @@ class BoxDirs:
         return self.root / "boot.sh"
 
 
-def box_mac(address: str) -> str:
-    """A fixed, locally administered MAC for a box's interface, derived from its IPv4 address.
-
-    A box started again gets the same MAC, so the neighbour caches of the runner, mplab-outside and the
-    hosts (which still hold the previous box's entry for a while) stay right: no 30 s of lost packets.
-    """
-    octets = [int(part) for part in address.split(".")]
-    return "02:6d:6c:{:02x}:{:02x}:{:02x}".format(*octets[1:])
-
-
 def box_init_pid(box: Box) -> int | None:
     """The box's PID 1 as the runner sees it: the member of its netns that is PID 1 of a nested PID ns."""
     for pid in netns_pids(box.netns):

@@ -212,7 +212,7 @@ def test_lab_up_starts_the_dns_always_and_the_receiver_when_asked(
 
 
 def test_box_macs_are_fixed_per_address_and_distinct() -> None:
-    from mailprov.lab.services import box_mac
+    from mailprov.lab.network import fixed_mac as box_mac
 
     macs = {box_mac(address) for address in ("10.231.0.53", "10.232.0.53", "10.232.0.25")}
     assert box_mac("10.231.0.53") == "02:6d:6c:e7:00:35"
