@@ -8,6 +8,8 @@ receiver (Postfix + rspamd at mx.receiver.test), which records its verdict in Au
     verify (from the outside network, through the lab's DNS): every DNS and DKIM check passes, none skipped;
     a changed SPF record fails exactly dns.spf; a deleted DKIM TXT fails exactly the two DKIM checks
     a new selector: both keys published, new mail signed with it, the receiver still says dkim=pass
+    an apply to another selector whose SSH session dies at `switch`: the host keeps serving; the next
+    apply publishes the key the cut run made, and the receiver says dkim=pass again
 
 The host's public address is its outside address (10.232.x.y): the lab publishes its A and PTR there, and it
 is the address the receiver sees. Only this module manages example.test's apex records (MX, SPF TXT, DMARC).
@@ -22,6 +24,7 @@ import json
 import os
 import re
 import secrets
+import signal
 import smtplib
 import ssl
 import subprocess
@@ -36,6 +39,7 @@ import dns.message
 import dns.query
 import dns.update
 import pytest
+from test_faults import Root, runs, wait_for_step, wait_until_idle
 
 from mailprov.lab import LabHost, LabReceiver
 from mailprov.lab import dns as lab_dns
@@ -333,3 +337,39 @@ def test_a_new_selector_publishes_both_keys_and_signs_with_the_new_one(
     assert verdicts(message) == {"spf": "pass", "dkim": "pass", "dmarc": "pass"}, message["Authentication-Results"]
     # back to the module's site (s1 signs again; s2's key stays published until retired)
     assert run_cli("apply", str(site), "--yes").returncode == 0
+
+
+def test_an_apply_cut_at_switch_converges_on_the_next_and_mail_still_passes(
+    site: Path, host: LabHost, receiver: LabReceiver, lab_connect: Callable[..., Any], tmp_path: Path
+) -> None:
+    rotated = write_site(host, tmp_path / "cut.yaml", "s3")
+    root = Root(lab_connect, host)
+    known = runs(root)
+    proc = subprocess.Popen(
+        [*MAILPROV, "apply", "--yes", str(rotated)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **ENV},
+        start_new_session=True,
+    )
+    try:
+        assert wait_for_step(root, "switch", known), "the apply never reached its switch step"
+        os.killpg(proc.pid, signal.SIGKILL)  # mailprov and its SSH connection die at once: no DNS update
+    finally:
+        proc.kill()
+        proc.communicate()
+    wait_until_idle(root)  # the host finishes the run on its own
+    # The key the cut run made is on the host; the zone has not heard of it: the next apply publishes it.
+    plan = run_cli("plan", str(rotated))
+    assert plan.returncode == 2 and f"+s3._domainkey.{DOMAIN}." in plan.stdout, plan.stdout + plan.stderr
+    applied = run_cli("apply", str(rotated), "--yes")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert run_cli("plan", str(rotated)).returncode == 0
+    subject = f"after-cut-{secrets.token_hex(4)}"
+    submit(host, "john", subject)
+    message = received(receiver, subject)
+    assert selector_of(message) == "s3"
+    assert verdicts(message) == {"spf": "pass", "dkim": "pass", "dmarc": "pass"}, message["Authentication-Results"]
+    assert run_cli("apply", str(site), "--yes").returncode == 0  # back to the module's site
